@@ -1,0 +1,1 @@
+"""Turning one segment into frames. Knows nothing of Ray, queues or jobs."""

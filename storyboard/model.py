@@ -1,0 +1,105 @@
+"""The storyboard core model (schema version 1). Every input format is an adapter onto this.
+
+Limits on sizes and counts are part of the schema: input is never trusted.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
+
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+Text = Annotated[str, StringConstraints(max_length=4000)]
+AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Output(Strict):
+    width: int = Field(832, ge=64, le=3840, multiple_of=16)
+    height: int = Field(480, ge=64, le=2160, multiple_of=16)
+    fps: int | None = Field(None, ge=1, le=60, description="defaults to the model's fps")
+
+
+class Sampling(Strict):
+    """Sampling parameters; unset fields fall back to storyboard defaults, then the model preset."""
+
+    steps: int | None = Field(None, ge=1, le=200)
+    guidance: float | None = Field(None, ge=0.0, le=30.0)
+    shift: float | None = Field(None, gt=0.0, le=50.0)
+    negative: Text | None = None
+    aesthetic: float | None = Field(None, ge=0.0, le=10.0, description="AniSora aesthetic score")
+    motion: float | None = Field(None, ge=0.0, le=10.0, description="AniSora motion score")
+
+
+class Defaults(Sampling):
+    seed: Seed | None = None
+
+
+class Character(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    refs: list[AssetPath] = Field(default_factory=list, max_length=16)
+    description: Text = ""
+
+
+class Keyframe(Strict):
+    image: AssetPath
+    at: float = Field(ge=0.0, le=1.0, description="relative position in the shot, 0 = first frame, 1 = last")
+
+
+class Crossfade(Strict):
+    crossfade: float = Field(gt=0.0, le=10.0, description="seconds of dissolve into the next shot")
+
+
+def _transition_kind(value: object) -> str:
+    return "crossfade" if isinstance(value, dict | Crossfade) else "cut"
+
+
+# A tagged union, so a bad value gets one message from the branch it was meant for.
+Transition = Annotated[
+    Annotated[Literal["cut"], Tag("cut")] | Annotated[Crossfade, Tag("crossfade")],
+    Discriminator(_transition_kind),
+]
+
+
+class Shot(Sampling):
+    id: Id
+    duration: float | None = Field(None, gt=0.0, le=600.0, description="seconds; or `frames`")
+    frames: int | None = Field(None, ge=1, le=9601, description="frame count; or `duration`")
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    characters: list[Id] = Field(default_factory=list, max_length=16)
+    start: AssetPath | None = Field(None, description='image path, or "previous" to continue the previous shot')
+    keyframes: list[Keyframe] = Field(default_factory=list, max_length=32)
+    camera: Annotated[str, StringConstraints(max_length=200)] | None = None
+    transition: Transition = Field("cut", description="how this shot joins the next one")
+    seed: Seed | None = None
+
+    @model_validator(mode="after")
+    def _one_length(self) -> "Shot":
+        if (self.duration is None) == (self.frames is None):
+            raise ValueError("a shot needs exactly one of `duration` or `frames`")
+        return self
+
+
+class Scene(Strict):
+    id: Id
+    description: Text = ""
+    shots: list[Shot] = Field(min_length=1, max_length=2000)
+
+
+class Storyboard(Strict):
+    sakuga: Literal[1] = Field(description="schema version")
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "Untitled"
+    model: Id = Field("animatic", description="model preset in configs/models/")
+    output: Output = Field(default_factory=Output)
+    audio: AssetPath | None = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    characters: dict[Id, Character] = Field(default_factory=dict, max_length=256)
+    scenes: list[Scene] = Field(min_length=1, max_length=500)
+
+    def shots(self) -> list[tuple[int, int, Scene, Shot]]:
+        """All shots in cut order with their (scene index, shot index)."""
+        return [(si, ti, scene, shot) for si, scene in enumerate(self.scenes) for ti, shot in enumerate(scene.shots)]

@@ -1,0 +1,274 @@
+"""The job compiler: a validated storyboard in, a DAG of render segments out.
+
+Each segment is a frozen value carrying everything that affects its pixels and a content hash over
+them. Long shots become chains of segments that overlap by one frame (the last frame of one is the
+first of the next, dropped at stitch); `start: previous` depends on the previous shot's last segment.
+Nothing downstream re-reads the storyboard.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from typing import Literal
+
+from .model import Shot, Storyboard
+from .presets import Preset
+from .validate import PREVIOUS, LoadedStoryboard
+
+HASH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An input picture: a checked storyboard asset, or the last frame of an earlier segment."""
+
+    kind: Literal["asset", "segment"]
+    ref: str        # asset path as written in the storyboard, or a segment id
+    sha256: str     # the asset's bytes, or the upstream segment's content hash
+
+
+@dataclass(frozen=True)
+class Condition:
+    frame: int      # frame index inside the segment
+    image: ImageRef
+
+
+@dataclass(frozen=True)
+class CharacterRef:
+    id: str
+    name: str
+    description: str
+    refs: tuple[ImageRef, ...]
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: str                 # "<shot>.<index>"
+    shot: str
+    index: int
+    first_frame: int        # where it starts inside its shot (chained segments overlap by one)
+    frames: int
+    width: int
+    height: int
+    fps: int
+    model: str
+    engine: str
+    prompt: str
+    negative: str
+    steps: int
+    guidance: float
+    shift: float
+    seed: int
+    camera: str | None
+    conditions: tuple[Condition, ...]
+    characters: tuple[CharacterRef, ...]
+    deps: tuple[str, ...]
+    options: tuple[tuple[str, str], ...]   # the preset's engine options, as canonical JSON text
+    runtime_s: tuple[tuple[int, float], ...]  # estimated seconds per sequence-parallel degree
+    hash: str = ""
+
+    def runtime(self, degree: int = 1) -> float:
+        return dict(self.runtime_s)[degree]
+
+    @property
+    def start(self) -> ImageRef | None:
+        return next((c.image for c in self.conditions if c.frame == 0), None)
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    id: str
+    scene: str
+    frames: int                 # what the shot contributes to the cut before transitions
+    segments: tuple[str, ...]
+    characters: tuple[str, ...]
+    prompt: str
+    camera: str | None
+    crossfade_frames: int       # dissolve into the next shot (0 = cut)
+
+
+@dataclass(frozen=True)
+class Plan:
+    title: str
+    model: str
+    engine: str
+    width: int
+    height: int
+    fps: int
+    shots: tuple[ShotPlan, ...]
+    segments: tuple[Segment, ...]
+    assets: dict[str, str] = field(hash=False)   # asset as written → resolved absolute path
+    audio: str | None = None                     # resolved path of the soundtrack
+
+    @property
+    def episode_frames(self) -> int:
+        return sum(s.frames for s in self.shots) - sum(s.crossfade_frames for s in self.shots)
+
+    def segment(self, sid: str) -> Segment:
+        return self._by_id[sid]
+
+    @cached_property
+    def _by_id(self) -> dict[str, Segment]:
+        return {s.id: s for s in self.segments}
+
+    def critical_path_s(self, degree: int | None = None) -> float:
+        """Longest dependency chain, each segment at `degree` (None: its fastest listed degree)."""
+        finish: dict[str, float] = {}
+        for seg in self.segments:  # segments are in topological order
+            run = seg.runtime(degree) if degree else min(t for _, t in seg.runtime_s)
+            finish[seg.id] = run + max((finish[d] for d in seg.deps), default=0.0)
+        return max(finish.values(), default=0.0)
+
+    @property
+    def estimated_gpu_s(self) -> float:
+        return sum(s.runtime(1) for s in self.segments)
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title,
+            "model": self.model,
+            "engine": self.engine,
+            "output": {"width": self.width, "height": self.height, "fps": self.fps},
+            "episode_frames": self.episode_frames,
+            "shots": [
+                {"id": s.id, "scene": s.scene, "frames": s.frames, "characters": list(s.characters),
+                 "segments": list(s.segments), "crossfade_frames": s.crossfade_frames}
+                for s in self.shots
+            ],
+            "segments": [
+                {"id": g.id, "shot": g.shot, "frames": g.frames, "first_frame": g.first_frame,
+                 "deps": list(g.deps), "degree": 1, "seed": g.seed, "hash": g.hash, "prompt": g.prompt,
+                 "conditions": [{"frame": c.frame, "kind": c.image.kind, "ref": c.image.ref} for c in g.conditions],
+                 "runtime_s": {str(k): round(v, 3) for k, v in g.runtime_s}}
+                for g in self.segments
+            ],
+            "critical_path_s": round(self.critical_path_s(1), 3),
+            "critical_path_best_s": round(self.critical_path_s(), 3),
+            "estimated_gpu_s": round(self.estimated_gpu_s, 3),
+        }
+
+
+def split_frames(frames: int, preset: Preset) -> list[int]:
+    """Split a shot into segment lengths on the frame grid, each at most `max_frames`, overlapping by one."""
+    if frames <= preset.max_frames:
+        return [frames]
+    grid = preset.frame_grid
+    for k in range(2, frames + 1):
+        total = frames + k - 1   # k-1 frames are shared between neighbours
+        units, rest = divmod(total - k * grid.offset, grid.step)
+        if rest or units < 0:
+            continue
+        per, extra = divmod(units, k)
+        sizes = [grid.step * (per + (i < extra)) + grid.offset for i in range(k)]
+        if sizes[0] <= preset.max_frames and sizes[-1] >= preset.min_frames:
+            return sizes
+    raise ValueError(f"cannot split {frames} frames on the grid of {preset.name}")
+
+
+def _seed(base: int, shot: Shot, index: int) -> int:
+    if shot.seed is not None:
+        return (shot.seed + index) % 2**32
+    digest = hashlib.sha256(f"{base}/{shot.id}/{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+_MENTION = re.compile(r"@([a-z0-9][a-z0-9_-]*)")
+
+
+def compose_prompt(sb: Storyboard, preset: Preset, scene_description: str, shot: Shot, sampling: dict) -> str:
+    """Shot prompt (with @id mentions named), character descriptions, setting, camera, preset suffix."""
+    names = {cid: ch.name for cid, ch in sb.characters.items()}
+    parts = [_MENTION.sub(lambda m: names.get(m.group(1), m.group(0)), shot.prompt)]
+    for cid in shot.characters:
+        ch = sb.characters[cid]
+        if ch.description:
+            parts.append(f"{ch.name}: {ch.description}")
+    if scene_description:
+        parts.append(f"Setting: {scene_description}")
+    if shot.camera:
+        parts.append(f"Camera: {shot.camera}")
+    if preset.prompt_suffix:
+        parts.append(preset.prompt_suffix.format(aesthetic=sampling["aesthetic"], motion=sampling["motion"]))
+    return " ".join(p.strip().rstrip(".") + "." for p in parts if p.strip())
+
+
+def _content_hash(seg: Segment, preset: Preset) -> str:
+    payload = asdict(seg)
+    for key in ("id", "shot", "index", "first_frame", "deps", "runtime_s", "hash"):
+        payload.pop(key)  # identity and scheduling, not pixels
+    payload["hash_version"] = HASH_VERSION
+    payload["preset"] = preset.model_dump(mode="json", exclude={"cost", "description"})
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_plan(loaded: LoadedStoryboard) -> Plan:
+    sb, preset, fps = loaded.storyboard, loaded.preset, loaded.fps
+    width, height = sb.output.width, sb.output.height
+    options = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in preset.options.items()))
+    keys = ("steps", "guidance", "shift", "negative", "aesthetic", "motion")
+    base_seed = sb.defaults.seed if sb.defaults.seed is not None else preset.defaults.seed
+
+    def asset(written: str) -> ImageRef:
+        return ImageRef("asset", written, loaded.asset(written).sha256)
+
+    segments: list[Segment] = []
+    shots: list[ShotPlan] = []
+    previous_last: Segment | None = None
+    for _, _, scene, shot in sb.shots():
+        sampling = {k: next(v for v in (getattr(shot, k), getattr(sb.defaults, k), getattr(preset.defaults, k))
+                            if v is not None) for k in keys}
+        prompt = compose_prompt(sb, preset, scene.description, shot, sampling)
+        characters = tuple(
+            CharacterRef(cid, sb.characters[cid].name, sb.characters[cid].description,
+                         tuple(asset(r) for r in sb.characters[cid].refs))
+            for cid in shot.characters)
+        total = preset.shot_frames(shot, fps)
+        sizes = split_frames(total, preset)
+        # keyframe positions in shot frames; a frame shared by two segments belongs to the earlier one
+        keyed = [(round(kf.at * (total - 1)), asset(kf.image)) for kf in shot.keyframes]
+        ids: list[str] = []
+        first = 0
+        for index, size in enumerate(sizes):
+            conditions: list[Condition] = []
+            deps: list[str] = []
+            if index == 0:
+                if shot.start == PREVIOUS:
+                    conditions.append(Condition(0, ImageRef("segment", previous_last.id, previous_last.hash)))
+                    deps.append(previous_last.id)
+                elif shot.start:
+                    conditions.append(Condition(0, asset(shot.start)))
+            else:
+                up = segments[-1]
+                conditions.append(Condition(0, ImageRef("segment", up.id, up.hash)))
+                deps.append(up.id)
+            lo = first if index == 0 else first + 1
+            conditions += [Condition(f - first, img) for f, img in keyed if lo <= f < first + size]
+            seg = Segment(
+                id=f"{shot.id}.{index}", shot=shot.id, index=index, first_frame=first, frames=size,
+                width=width, height=height, fps=fps, model=preset.name, engine=preset.engine,
+                prompt=prompt, negative=sampling["negative"], steps=sampling["steps"],
+                guidance=sampling["guidance"], shift=sampling["shift"], seed=_seed(base_seed, shot, index),
+                camera=shot.camera, conditions=tuple(sorted(conditions, key=lambda c: c.frame)),
+                characters=characters, deps=tuple(deps), options=options,
+                runtime_s=tuple((d, preset.runtime(size, width, height, sampling["steps"], sampling["guidance"], d))
+                                for d in preset.degrees),
+            )
+            seg = replace(seg, hash=_content_hash(seg, preset))
+            segments.append(seg)
+            ids.append(seg.id)
+            first += size - 1
+        previous_last = segments[-1]
+        xfade = 0 if isinstance(shot.transition, str) else round(shot.transition.crossfade * fps)
+        shots.append(ShotPlan(shot.id, scene.id, total, tuple(ids), tuple(shot.characters),
+                              prompt, shot.camera, xfade))
+    return Plan(
+        title=sb.title, model=preset.name, engine=preset.engine, width=width, height=height, fps=fps,
+        shots=tuple(shots), segments=tuple(segments),
+        assets={w: str(a.path) for w, a in loaded.assets.items()},
+        audio=str(loaded.asset(sb.audio).path) if sb.audio else None,
+    )
+

@@ -1,0 +1,138 @@
+"""Model presets (`configs/models/<name>.yaml`): what a model renders and what it costs.
+
+A preset is data: frame grid, fps, sampling defaults, prompt suffix, sequence-parallel degrees and a
+cost model. The planner reads it to shape segments; engines read `engine` and `options` to load the
+model. Search path: directories in $SAKUGA_MODELS (os.pathsep-separated), then the built-in configs.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from .errors import InputError
+from .model import Id, Sampling, Seed, Shot, Strict
+from .validate import problems_from_validation
+from .yamlsource import load_yaml
+
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
+
+
+class FrameGrid(Strict):
+    """Valid frame counts are `step * k + offset` (Wan: 4k+1, from its 4x temporal VAE stride)."""
+
+    step: int = Field(4, ge=1, le=64)
+    offset: int = Field(1, ge=0, le=64)
+
+    def snap(self, frames: float) -> int:
+        return self.step * max(round((frames - self.offset) / self.step), 0) + self.offset
+
+    def on_grid(self, frames: int) -> bool:
+        return frames >= self.offset and (frames - self.offset) % self.step == 0
+
+
+class CostModel(Strict):
+    """Seconds to render one segment, per sequence-parallel degree.
+
+    runtime = overhead + steps * forwards * (linear * ktok + attention * ktok^2) / (degree * eff[degree])
+              + decode * megapixel-frames
+    where ktok = transformer tokens / 1000 and forwards = 2 when classifier-free guidance runs.
+    """
+
+    hardware: str = Field(description="what the figures are for, e.g. 'H100 80GB, bf16'")
+    source: str = Field(description="where the figures come from (measured / public)")
+    overhead_s: float = Field(ge=0)
+    linear_s_per_ktoken: float = Field(ge=0)
+    attention_s_per_ktoken2: float = Field(ge=0)
+    decode_s_per_mpixel_frame: float = Field(ge=0)
+    parallel_efficiency: dict[int, float] = Field(default_factory=lambda: {1: 1.0})
+
+    def runtime(self, *, tokens: int, steps: int, cfg: bool, mpixel_frames: float, degree: int = 1) -> float:
+        ktok = tokens / 1000.0
+        per_forward = self.linear_s_per_ktoken * ktok + self.attention_s_per_ktoken2 * ktok * ktok
+        eff = self.parallel_efficiency[degree]
+        denoise = steps * (2 if cfg else 1) * per_forward / (degree * eff)
+        return self.overhead_s + denoise + self.decode_s_per_mpixel_frame * mpixel_frames
+
+
+class PresetDefaults(Sampling):
+    steps: int = Field(8, ge=1, le=200)
+    guidance: float = Field(1.0, ge=0.0, le=30.0)
+    shift: float = Field(5.0, gt=0.0, le=50.0)
+    negative: str = ""
+    aesthetic: float = 5.5
+    motion: float = 1.3
+    seed: Seed = 1234
+
+
+class Preset(Strict):
+    name: Id
+    engine: Literal["animatic", "wan"]
+    description: str = ""
+    fps: int = Field(16, ge=1, le=60)
+    frame_grid: FrameGrid = Field(default_factory=FrameGrid)
+    min_frames: int = Field(5, ge=1)
+    max_frames: int = Field(81, ge=1, le=1025, description="longest segment the model renders in one go")
+    resolution_multiple: int = Field(16, ge=1)
+    token_stride: tuple[int, int, int] = Field((4, 16, 16), description="frames/rows/cols per transformer token")
+    attention_heads: int = Field(40, ge=1)
+    degrees: list[int] = Field(default_factory=lambda: [1], description="sequence-parallel degrees it supports")
+    defaults: PresetDefaults = Field(default_factory=PresetDefaults)
+    prompt_suffix: str = Field("", description="appended to every prompt; {aesthetic} and {motion} are filled")
+    cost: CostModel
+    options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
+
+    def shot_frames(self, shot: "Shot", fps: int) -> int | None:
+        """The shot's frame count snapped to the grid; None when it is below `min_frames`."""
+        raw = shot.frames if shot.frames is not None else shot.duration * fps
+        frames = self.frame_grid.snap(raw)
+        return frames if frames >= self.min_frames else None
+
+    def tokens(self, frames: int, width: int, height: int) -> int:
+        ft, fh, fw = self.token_stride
+        return ((frames - 1) // ft + 1) * (height // fh) * (width // fw)
+
+    def runtime(self, frames: int, width: int, height: int, steps: int, guidance: float, degree: int = 1) -> float:
+        return self.cost.runtime(
+            tokens=self.tokens(frames, width, height),
+            steps=steps,
+            cfg=guidance > 1.0,
+            mpixel_frames=frames * width * height / 1e6,
+            degree=degree,
+        )
+
+
+def search_path() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("SAKUGA_MODELS", "").split(os.pathsep) if p]
+    return extra + [BUILTIN_DIR]
+
+
+def available() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in reversed(search_path()):  # earlier entries win
+        if folder.is_dir():
+            found.update({p.stem: p for p in sorted(folder.glob("*.yaml"))})
+    return dict(sorted(found.items()))
+
+
+@lru_cache(maxsize=None)
+def _load(path: Path) -> Preset:
+    doc = load_yaml(path)
+    try:
+        return Preset.model_validate(doc.data)
+    except ValidationError as e:
+        raise InputError(problems_from_validation(doc, e)) from None
+
+
+def load_preset(name: str) -> Preset:
+    """The preset called `name`; raises KeyError listing the known ones when there is none."""
+    presets = available()
+    if name not in presets:
+        raise KeyError(f"unknown model preset {name!r} (known: {', '.join(presets) or 'none'})")
+    preset = _load(presets[name].resolve())
+    if preset.name != name:
+        raise InputError.single(presets[name], f"preset file is named {name!r} but says name: {preset.name!r}")
+    return preset
