@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
 from .model import Shot, Storyboard
 from .presets import Preset
-from .validate import PREVIOUS, LoadedStoryboard
+from .validate import MENTION, PREVIOUS, LoadedStoryboard, keyframe_frame
 
 HASH_VERSION = 1
 
@@ -168,20 +167,19 @@ def split_frames(frames: int, preset: Preset) -> list[int]:
     raise ValueError(f"cannot split {frames} frames on the grid of {preset.name}")
 
 
-def _seed(base: int, shot: Shot, index: int) -> int:
+def _seed(base: int, shot: Shot, index: int, unseeded_hash: str) -> int:
+    """An explicit shot seed counts up along its segments; otherwise the seed derives from the
+    segment's content (not its id), so renaming a shot does not re-render it."""
     if shot.seed is not None:
         return (shot.seed + index) % 2**32
-    digest = hashlib.sha256(f"{base}/{shot.id}/{index}".encode()).digest()
+    digest = hashlib.sha256(f"{base}/{unseeded_hash}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
-
-
-_MENTION = re.compile(r"@([a-z0-9][a-z0-9_-]*)")
 
 
 def compose_prompt(sb: Storyboard, preset: Preset, scene_description: str, shot: Shot, sampling: dict) -> str:
     """Shot prompt (with @id mentions named), character descriptions, setting, camera, preset suffix."""
     names = {cid: ch.name for cid, ch in sb.characters.items()}
-    parts = [_MENTION.sub(lambda m: names.get(m.group(1), m.group(0)), shot.prompt)]
+    parts = [MENTION.sub(lambda m: names.get(m.group(1), m.group(0)), shot.prompt)]
     for cid in shot.characters:
         ch = sb.characters[cid]
         if ch.description:
@@ -199,6 +197,9 @@ def _content_hash(seg: Segment, preset: Preset) -> str:
     payload = asdict(seg)
     for key in ("id", "shot", "index", "first_frame", "deps", "runtime_s", "hash"):
         payload.pop(key)  # identity and scheduling, not pixels
+    for condition in payload["conditions"]:
+        if condition["image"]["kind"] == "segment":
+            condition["image"].pop("ref")  # the upstream's content hash stands for it, not its id
     payload["hash_version"] = HASH_VERSION
     payload["preset"] = preset.model_dump(mode="json", exclude={"cost", "description"})
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -229,7 +230,7 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
         total = preset.shot_frames(shot, fps)
         sizes = split_frames(total, preset)
         # keyframe positions in shot frames; a frame shared by two segments belongs to the earlier one
-        keyed = [(round(kf.at * (total - 1)), asset(kf.image)) for kf in shot.keyframes]
+        keyed = [(keyframe_frame(kf.at, total), asset(kf.image)) for kf in shot.keyframes]
         ids: list[str] = []
         first = 0
         for index, size in enumerate(sizes):
@@ -251,12 +252,13 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
                 id=f"{shot.id}.{index}", shot=shot.id, index=index, first_frame=first, frames=size,
                 width=width, height=height, fps=fps, model=preset.name, engine=preset.engine,
                 prompt=prompt, negative=sampling["negative"], steps=sampling["steps"],
-                guidance=sampling["guidance"], shift=sampling["shift"], seed=_seed(base_seed, shot, index),
+                guidance=sampling["guidance"], shift=sampling["shift"], seed=0,
                 camera=shot.camera, conditions=tuple(sorted(conditions, key=lambda c: c.frame)),
                 characters=characters, deps=tuple(deps), options=options,
                 runtime_s=tuple((d, preset.runtime(size, width, height, sampling["steps"], sampling["guidance"], d))
                                 for d in preset.degrees),
             )
+            seg = replace(seg, seed=_seed(base_seed, shot, index, _content_hash(seg, preset)))
             seg = replace(seg, hash=_content_hash(seg, preset))
             segments.append(seg)
             ids.append(seg.id)

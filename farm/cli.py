@@ -1,0 +1,162 @@
+"""`sakuga` command line. Input errors become `FILE:LINE:COL: error:` lines and exit code 2 here, and
+only here."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from storyboard.errors import InputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="sakuga: render AI anime storyboards on a GPU cluster.")
+models_app = typer.Typer(no_args_is_help=True, help="Model presets.")
+app.add_typer(models_app, name="models")
+
+AssetRoots = Annotated[Optional[list[Path]], typer.Option("--asset-root", help="Folder where absolute image paths may point (repeatable).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model preset, overriding the storyboard's.")]
+
+
+def _fail(error: InputError) -> None:
+    for problem in error.problems:
+        typer.echo(str(problem), err=True)
+    raise typer.Exit(2)
+
+
+def _load(file: Path, model: str | None, asset_roots: list[Path] | None):
+    from storyboard.load import load
+    from storyboard.plan import build_plan
+
+    loaded = load(file, model=model, asset_roots=asset_roots or [])
+    return loaded, build_plan(loaded)
+
+
+def _duration(frames: int, fps: int) -> str:
+    return f"{frames / fps:.1f}s"
+
+
+@app.command()
+def validate(file: Path, asset_root: AssetRoots = None) -> None:
+    """Parse and validate a storyboard (.yaml), PV script (.pv/.md/.txt) or AniSora prompt file."""
+    try:
+        loaded, plan = _load(file, None, asset_root)
+    except InputError as e:
+        _fail(e)
+    sb = loaded.storyboard
+    typer.echo(f"{file}: ok — {sb.title!r}: {len(sb.scenes)} scenes, {len(plan.shots)} shots, "
+               f"{len(plan.segments)} segments, {plan.episode_frames} frames "
+               f"({_duration(plan.episode_frames, plan.fps)} at {plan.fps} fps, {plan.width}x{plan.height}), "
+               f"model {plan.model}")
+
+
+@app.command()
+def plan(file: Path, as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+         model: ModelOpt = None, asset_root: AssetRoots = None) -> None:
+    """Show the render plan: shots, segments, dependencies, critical path, cost estimate."""
+    try:
+        _, p = _load(file, model, asset_root)
+    except InputError as e:
+        _fail(e)
+    data = p.to_json()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{p.title}[/bold] — model {p.model} ({p.engine}), {p.width}x{p.height} @ {p.fps} fps, "
+                  f"{p.episode_frames} frames ({_duration(p.episode_frames, p.fps)})")
+    table = Table("shot", "scene", "frames", "segment", "seg frames", "deps", "conditions", "est. s")
+    for shot in p.shots:
+        for i, sid in enumerate(shot.segments):
+            seg = p.segment(sid)
+            conds = ", ".join(f"{c.frame}:{c.image.ref}" for c in seg.conditions) or "text only"
+            table.add_row(shot.id if i == 0 else "", shot.scene if i == 0 else "",
+                          str(shot.frames) if i == 0 else "", sid, str(seg.frames), ", ".join(seg.deps),
+                          conds, f"{seg.runtime(1):.1f}")
+    console.print(table)
+    console.print(f"critical path {data['critical_path_s']:.1f} s at 1 GPU per segment "
+                  f"({data['critical_path_best_s']:.1f} s at the widest degree); "
+                  f"estimated {data['estimated_gpu_s']:.1f} GPU-seconds ({p.model} cost model)")
+
+
+@app.command("import")
+def import_(file: Path, out: Annotated[Path, typer.Option("-o", "--out", help="Storyboard YAML to write.")],
+            asset_root: AssetRoots = None) -> None:
+    """Convert a PV script or AniSora prompt file into storyboard YAML."""
+    from storyboard.export import to_yaml
+    from storyboard.load import read_document
+    from storyboard.validate import validate as check
+
+    from .publish import publish_bytes
+
+    try:
+        doc = read_document(file)
+        check(doc, asset_roots=asset_root or [])
+        text = to_yaml(doc, out.resolve().parent)
+    except InputError as e:
+        _fail(e)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    publish_bytes(out, text.encode())
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def render(
+    file: Path,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    engine: Annotated[Optional[str], typer.Option("--engine", help="Model preset to render with (overrides the storyboard's).")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers (logical GPUs on a CPU machine).")] = 1,
+    address: Annotated[Optional[str], typer.Option("--address", help="Join this Ray cluster instead of starting one.")] = None,
+    asset_root: AssetRoots = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Render everything and deliver the cut into OUT."""
+    try:
+        loaded, p = _load(file, engine, asset_root)
+        if out.exists() and not out.is_dir():
+            raise InputError.single(out, "--out must be a folder")
+        from .driver import render as run  # Ray, PyAV: only once the input is known to be good
+
+        outcome = run(p, loaded.preset, out, gpus=gpus, address=address, show_progress=not quiet)
+    except InputError as e:
+        _fail(e)
+    if outcome.episode:
+        typer.echo(str(outcome.episode.resolve()))
+    if not outcome.ok:
+        typer.echo(f"error: {len(outcome.failed_shots)} shot(s) failed: {', '.join(outcome.failed_shots)} "
+                   f"(see {out / 'manifest.parquet'})", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the storyboard JSON Schema (for editors' autocompletion)."""
+    from storyboard.model import Storyboard
+
+    typer.echo(json.dumps(Storyboard.model_json_schema(), indent=2))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the model presets."""
+    from storyboard.presets import available, load_preset
+
+    for name, path in available().items():
+        try:
+            p = load_preset(name)
+            typer.echo(f"{name:<24} {p.engine:<9} {p.fps} fps, ≤{p.max_frames} frames/segment  {p.description}")
+        except InputError as e:
+            typer.echo(f"{name:<24} invalid preset: {e.problems[0]}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
