@@ -195,8 +195,11 @@ def compose_prompt(sb: Storyboard, preset: Preset, scene_description: str, shot:
 
 def _content_hash(seg: Segment, preset: Preset) -> str:
     payload = asdict(seg)
+    # identity and scheduling are not pixels, except where the engine burns a caption into them
+    burned = ("shot", "first_frame") if dict(seg.options).get("caption") == "true" else ()
     for key in ("id", "shot", "index", "first_frame", "deps", "runtime_s", "hash"):
-        payload.pop(key)  # identity and scheduling, not pixels
+        if key not in burned:
+            payload.pop(key)
     for condition in payload["conditions"]:
         if condition["image"]["kind"] == "segment":
             condition["image"].pop("ref")  # the upstream's content hash stands for it, not its id

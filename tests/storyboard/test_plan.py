@@ -252,21 +252,33 @@ def test_changing_the_model_changes_every_hash(plan_of, base):
     assert all(base[k] != after[k] for k in base)
 
 
-def test_renaming_a_shot_with_a_seed_keeps_its_first_segments_hash(plan_of, base):
-    after = edited(plan_of, "id: c,", "id: c-renamed,")
-    assert after["c-renamed.0"] == base["c.0"]
+# Renames are checked on a model without burned-in captions: the animatic's caption shows the shot id.
+UNCAPTIONED = "anisora-v3"
 
 
-def test_renaming_a_shot_keeps_every_hash_of_its_chain(plan_of, base):
-    after = edited(plan_of, "id: a,", "id: a-renamed,")
-    assert [after["a-renamed.0"], after["a-renamed.1"], after["b.0"]] == [base["a.0"], base["a.1"], base["b.0"]]
+def test_renaming_a_shot_with_a_seed_keeps_its_first_segments_hash(plan_of):
+    before = hashes(plan_of(one_scene(*BASE_SHOTS), images=["a.png", "c.png"], model=UNCAPTIONED))
+    after = edited(plan_of, "id: c,", "id: c-renamed,", model=UNCAPTIONED)
+    assert after["c-renamed.0"] == before["c.0"]
+
+
+def test_renaming_a_shot_keeps_every_hash_of_its_chain(plan_of):
+    before = hashes(plan_of(one_scene(*BASE_SHOTS), images=["a.png", "c.png"], model=UNCAPTIONED))
+    after = edited(plan_of, "id: a,", "id: a-renamed,", model=UNCAPTIONED)
+    assert [after["a-renamed.0"], after["a-renamed.1"], after["b.0"]] == [before["a.0"], before["a.1"], before["b.0"]]
 
 
 def test_renaming_a_shot_without_a_seed_keeps_its_hash(plan_of):
     text = one_scene("{id: a, frames: 17, prompt: x}", "{id: b, frames: 17, prompt: y}")
-    before = hashes(plan_of(text))
-    after = hashes(plan_of(text.replace("id: b,", "id: b-renamed,"), name="renamed.yaml"))
+    before = hashes(plan_of(text, model=UNCAPTIONED))
+    after = hashes(plan_of(text.replace("id: b,", "id: b-renamed,"), name="renamed.yaml", model=UNCAPTIONED))
     assert after["b-renamed.0"] == before["b.0"]
+
+
+def test_renaming_a_shot_re_renders_it_when_the_engine_burns_its_id_into_a_caption(plan_of, base):
+    after = edited(plan_of, "id: c,", "id: c-renamed,")
+    assert after["c-renamed.0"] != base["c.0"]
+    assert after["a.0"] == base["a.0"]
 
 
 def test_moving_a_shot_to_another_scene_keeps_its_hash(plan_of, base):
