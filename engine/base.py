@@ -25,6 +25,7 @@ class Rendered:
 
     @property
     def last_frame(self) -> np.ndarray:
+        """The frame a chained segment continues from: frames[-1], minus any overlay (captions)."""
         return self.frames[-1]
 
 

@@ -1,0 +1,1 @@
+"""Running plans on a cluster: scheduling, Ray runtime, ledger, delivery, CLI."""

@@ -1,0 +1,73 @@
+"""Atomic publishing: a file in the output folder is either complete or absent.
+
+Everything is written to a temporary name in the target's own folder (so the rename never crosses a
+file system), flushed to disk, renamed over the target with `os.replace`, and the folder entry itself
+flushed. A crash at any instant leaves the old state or the new one, plus at worst a `.tmp-*` file
+that `remove_stale_temps` clears on the next run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on a clean exit publish what was written there as `path`.
+
+    The caller must create the temporary file. On an exception the temporary file is removed and the
+    target is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # keep the real name (and suffix) at the end so tools that look at extensions still work
+    tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"nothing was written to {tmp} for {path}")
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def publish_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        f.write(data)
+
+
+def publish_json(path: str | os.PathLike, obj: object) -> None:
+    publish_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete temporaries left by an interrupted run in `folder`; return how many there were."""
+    stale = [p for p in Path(folder).glob(f"{TEMP_PREFIX}*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

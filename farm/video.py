@@ -1,0 +1,280 @@
+"""Video files through PyAV: H.264 yuv420p MP4 out and in, the soundtrack, lossless PNG stills.
+
+Pictures are RGB uint8 arrays of shape (height, width, 3). Files are written BT.709 limited range and
+tagged so; frame i has pts i in a 1/fps time base, so every decoder counts exactly the frames written
+at exactly `fps`. The `moov` atom goes first (faststart). Nothing here holds more than one picture:
+`Encoder` and `read_frames` stream, so stitching an episode costs a few frames of memory.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace, VideoReformatter
+from PIL import Image
+
+Target = str | os.PathLike | BinaryIO
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+AUDIO_RATE = 48_000
+AUDIO_LAYOUT = "stereo"
+AUDIO_BIT_RATE = 192_000
+# AVColorSpace's AVCOL_SPC_BT709; PyAV only names the swscale matrices, whose ITU709 has the same value
+_AVCOL_SPC_BT709 = 1
+
+
+class Encoder:
+    """Streaming H.264 writer: `with Encoder(path, fps, w, h) as enc: enc.write(frame)`.
+
+    `target` is a path (written directly) or a binary file object (filled on close: faststart has to
+    rewrite the file, which FFmpeg does by reopening it by name, so the MP4 is built in a temporary
+    file first). With `audio_rate`, an AAC track is added: feed it with `write_audio`.
+    """
+
+    def __init__(self, target: Target, fps: int, width: int, height: int, *, crf: int = 16,
+                 preset: str = "medium", audio_rate: int | None = None, audio_layout: str = AUDIO_LAYOUT):
+        if width % 2 or height % 2 or width <= 0 or height <= 0:
+            raise ValueError(f"yuv420p needs a positive even width and height, got {width}x{height}")
+        self.fps, self.width, self.height = fps, width, height
+        self.frames = 0             # pictures written so far
+        self.audio_samples = 0      # audio samples handed to `write_audio` so far
+        self._audio_pts = 0         # audio samples encoded so far
+        self._sink: BinaryIO | None = None
+        self._tmpdir: str | None = None
+        if isinstance(target, str | os.PathLike):
+            path = Path(target)
+        else:
+            self._sink = target
+            self._tmpdir = tempfile.mkdtemp(prefix="sakuga-encode-")
+            path = Path(self._tmpdir) / "out.mp4"
+        self.container = av.open(str(path), "w", format="mp4", container_options={"movflags": "+faststart"})
+        try:
+            self.video = self.container.add_stream(
+                "libx264", rate=fps, options={"crf": str(crf), "preset": preset})
+            ctx = self.video.codec_context
+            ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+            ctx.time_base = Fraction(1, fps)
+            ctx.color_range = ColorRange.MPEG
+            ctx.colorspace = _AVCOL_SPC_BT709
+            ctx.color_primaries = ColorPrimaries.BT709
+            ctx.color_trc = ColorTrc.BT709
+            self.audio = None
+            if audio_rate is not None:
+                self.audio = self.container.add_stream("aac", rate=audio_rate, layout=audio_layout,
+                                                       bit_rate=AUDIO_BIT_RATE)
+                self.audio.codec_context.open()   # to learn its frame size before the first packet
+                self._audio_frame = self.audio.codec_context.frame_size
+                self._audio_pending: list[np.ndarray] = []
+                self._audio_pending_n = 0
+        except BaseException:
+            self._abandon()
+            raise
+        self._reformatter = VideoReformatter()
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 frame of shape {(self.height, self.width, 3)}, "
+                             f"got {frame.dtype} {frame.shape}")
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        yuv = self._reformatter.reformat(rgb, format="yuv420p", dst_colorspace=Colorspace.ITU709,
+                                         dst_color_range=ColorRange.MPEG)
+        yuv.pts = self.frames
+        yuv.time_base = self.video.codec_context.time_base
+        self.container.mux(self.video.encode(yuv))
+        self.frames += 1
+
+    def write_audio(self, samples: np.ndarray) -> None:
+        """Append planar float32 samples of shape (channels, n), any n; encoded in whole AAC frames."""
+        if self.audio is None:
+            raise RuntimeError("this encoder has no audio track (pass audio_rate)")
+        channels = self.audio.codec_context.layout.nb_channels
+        if samples.ndim != 2 or samples.shape[0] != channels:
+            raise ValueError(f"expected samples of shape ({channels}, n), got {samples.shape}")
+        self._audio_pending.append(samples.astype(np.float32, copy=False))
+        self._audio_pending_n += samples.shape[1]
+        self.audio_samples += samples.shape[1]
+        while self._audio_pending_n >= self._audio_frame:
+            self._encode_audio(self._take_audio(self._audio_frame))
+
+    def close(self) -> None:
+        """Flush both encoders, finish the file (moving `moov` to the front), fill a file target."""
+        if self.container is None:
+            return
+        try:
+            if not self.frames:
+                raise ValueError("no frames were written: an MP4 needs at least one")
+            self.container.mux(self.video.encode(None))
+            if self.audio is not None:
+                if self._audio_pending_n:
+                    self._encode_audio(self._take_audio(self._audio_pending_n))  # a short last frame
+                self.container.mux(self.audio.encode(None))
+            self.container.close()
+            self.container = None
+            if self._sink is not None:
+                with open(Path(self._tmpdir) / "out.mp4", "rb") as f:
+                    shutil.copyfileobj(f, self._sink)
+        finally:
+            self._abandon()
+
+    def __enter__(self) -> Encoder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abandon()
+
+    def _take_audio(self, n: int) -> np.ndarray:
+        block = np.concatenate(self._audio_pending, axis=1)
+        self._audio_pending = [block[:, n:]]
+        self._audio_pending_n -= n
+        return np.ascontiguousarray(block[:, :n])
+
+    def _encode_audio(self, samples: np.ndarray) -> None:
+        ctx = self.audio.codec_context
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=ctx.layout.name)
+        frame.sample_rate = ctx.sample_rate
+        frame.pts = self._audio_pts
+        frame.time_base = Fraction(1, ctx.sample_rate)
+        self.container.mux(self.audio.encode(frame))
+        self._audio_pts += samples.shape[1]
+
+    def _abandon(self) -> None:
+        """Release everything without finishing the file (after an error, or after close)."""
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:
+                pass  # the file is being thrown away; the original error matters more
+            self.container = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+
+def encode_mp4(frames: Iterable[np.ndarray], target: Target, fps: int, width: int, height: int, *,
+               crf: int = 16, preset: str = "medium") -> int:
+    """Encode RGB frames into an MP4 at `target` (path or binary file); return how many were written."""
+    with Encoder(target, fps, width, height, crf=crf, preset=preset) as enc:
+        for frame in frames:
+            enc.write(frame)
+    return enc.frames
+
+
+def encode_mp4_bytes(frames: Iterable[np.ndarray], fps: int, width: int, height: int, *,
+                     crf: int = 16, preset: str = "medium") -> bytes:
+    """The MP4 as bytes, for a worker that returns its segment through Ray's object store."""
+    buf = io.BytesIO()
+    encode_mp4(frames, buf, fps, width, height, crf=crf, preset=preset)
+    return buf.getvalue()
+
+
+def _open(source: Source) -> av.container.InputContainer:
+    if isinstance(source, bytes | bytearray | memoryview):
+        source = io.BytesIO(source)
+    elif isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    return av.open(source, "r")
+
+
+def read_frames(source: Source) -> Iterator[np.ndarray]:
+    """Decode the first video stream of a file (path, bytes or binary file) into RGB uint8 frames, one by one."""
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        reformatter = VideoReformatter()
+        for frame in container.decode(stream):
+            # the source's own colour tags pick the matrix and range (ours: BT.709 limited)
+            yield reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+
+def probe(source: Source) -> dict:
+    """frames, width, height, fps, pix_fmt, codec and duration_s of the video; `audio` (or None)."""
+    with _open(source) as container:
+        if not container.streams.video:
+            raise ValueError(f"{source!r} has no video stream")
+        video = container.streams.video[0]
+        frames = video.frames or sum(1 for p in container.demux(video) if p.size)
+        rate = video.average_rate or video.guessed_rate
+        audio = None
+        if container.streams.audio:
+            a = container.streams.audio[0]
+            audio = {"codec": a.codec_context.name, "rate": a.codec_context.sample_rate,
+                     "channels": a.codec_context.layout.nb_channels,
+                     "duration_s": float(a.duration * a.time_base) if a.duration else None}
+        return {
+            "frames": frames,
+            "width": video.codec_context.width,
+            "height": video.codec_context.height,
+            "fps": int(rate) if rate.denominator == 1 else float(rate),
+            "pix_fmt": video.codec_context.pix_fmt,
+            "codec": video.codec_context.name,
+            "duration_s": float(video.duration * video.time_base) if video.duration else None,
+            "audio": audio,
+        }
+
+
+class Soundtrack:
+    """A sound file decoded and resampled to planar float32 at `rate`; `read(n)` always returns n
+    samples, silence once the file has run out, so a picture of any length gets audio of its length."""
+
+    def __init__(self, source: Source, *, rate: int = AUDIO_RATE, layout: str = AUDIO_LAYOUT):
+        self.rate = rate
+        self._container = _open(source)
+        if not self._container.streams.audio:
+            self._container.close()
+            raise ValueError(f"{source!r} has no audio stream")
+        self.channels = av.AudioLayout(layout).nb_channels
+        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        self._decoded = self._container.decode(self._container.streams.audio[0])
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
+        self._exhausted = False
+
+    def read(self, n: int) -> np.ndarray:
+        if n < 0:
+            raise ValueError(f"cannot read {n} samples")
+        while self._pending_n < n and not self._exhausted:
+            frame = next(self._decoded, None)
+            for out in self._resampler.resample(frame):   # None flushes the resampler
+                self._pending.append(out.to_ndarray())
+                self._pending_n += out.samples
+            self._exhausted = frame is None
+        if self._pending_n < n:
+            self._pending.append(np.zeros((self.channels, n - self._pending_n), np.float32))
+            self._pending_n = n
+        block = np.concatenate(self._pending, axis=1) if self._pending else np.zeros((self.channels, 0), np.float32)
+        self._pending, self._pending_n = [block[:, n:]], self._pending_n - n
+        return block[:, :n]
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> Soundtrack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def png_bytes(frame: np.ndarray) -> bytes:
+    """A lossless PNG of an RGB frame (the exact last frame a chained segment starts from)."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB frame, got {frame.dtype} {frame.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame)).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def read_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))

@@ -1,0 +1,187 @@
+"""farm.stitch: segments into shots, shots into the cut; farm.publish: atomic files."""
+import wave
+
+import av
+import numpy as np
+import pytest
+
+from farm.publish import atomic_path, publish_bytes, publish_json, remove_stale_temps
+from farm.stitch import stitch_episode, stitch_shot
+from farm.video import encode_mp4, probe, read_frames
+
+W, H, FPS = 64, 48, 16
+RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 220, 20)
+MARKER = (255, 255, 255)   # a colour no real frame has
+
+
+def coded(i: int) -> np.ndarray:
+    """A flat frame whose colour spells its index (R and G in steps of 32)."""
+    return np.full((H, W, 3), (16 + 32 * (i % 8), 16 + 32 * (i // 8), 128), np.uint8)
+
+
+def index_of(frame: np.ndarray) -> int:
+    r, g, b = frame.reshape(-1, 3).mean(axis=0)
+    assert b < 200, "the overlap marker leaked into the shot"
+    return round((r - 16) / 32) + 8 * round((g - 16) / 32)
+
+
+def flat(colour) -> np.ndarray:
+    return np.full((H, W, 3), colour, np.uint8)
+
+
+def clip(path, frames):
+    encode_mp4(frames, path, FPS, W, H)
+    return path
+
+
+def mean_colour(frame: np.ndarray) -> np.ndarray:
+    return frame.reshape(-1, 3).mean(axis=0)
+
+
+def test_shot_drops_the_first_frame_of_every_later_segment(tmp_path):
+    # the shared frame is painted as a marker in the later segment, so keeping it would show
+    segs = [clip(tmp_path / "s0.mp4", [coded(i) for i in range(0, 5)]),
+            clip(tmp_path / "s1.mp4", [flat(MARKER)] + [coded(i) for i in range(5, 9)]),
+            clip(tmp_path / "s2.mp4", [flat(MARKER)] + [coded(i) for i in range(9, 13)])]
+    out = tmp_path / "shots" / "a.mp4"
+    assert stitch_shot(segs, out, FPS) == 13
+    assert [index_of(f) for f in read_frames(out)] == list(range(13))
+    info = probe(out)
+    assert (info["frames"], info["fps"], info["codec"], info["pix_fmt"]) == (13, FPS, "h264", "yuv420p")
+
+
+def test_single_segment_shot_is_copied_whole(tmp_path):
+    seg = clip(tmp_path / "s0.mp4", [coded(i) for i in range(6)])
+    assert stitch_shot([seg], tmp_path / "a.mp4", FPS) == 6
+    assert [index_of(f) for f in read_frames(tmp_path / "a.mp4")] == list(range(6))
+
+
+def expected_cut(shots, crossfades):
+    """Reference: the whole cut in memory, dissolve frame j at w = (j + 1) / (k + 1)."""
+    cut = list(shots[0])
+    for k, shot in zip(crossfades, shots[1:]):
+        tail, cut = cut[len(cut) - k:], cut[:len(cut) - k]
+        cut += [(1 - (j + 1) / (k + 1)) * np.asarray(a) + (j + 1) / (k + 1) * np.asarray(b)
+                for j, (a, b) in enumerate(zip(tail, shot))]
+        cut += list(shot[k:])
+    return [np.asarray(c, float) for c in cut]
+
+
+def test_episode_dissolves_blend_the_tail_into_the_head_in_order(tmp_path):
+    shots = [[RED] * 6, [BLUE] * 8, [GREEN] * 5]
+    files = [clip(tmp_path / f"{n}.mp4", [flat(c) for c in s]) for n, s in zip("abc", shots)]
+    out = tmp_path / "episode.mp4"
+
+    written = stitch_episode(files, [3, 2, 0], out, FPS)
+
+    assert written == 6 + 8 + 5 - 3 - 2 == probe(out)["frames"]
+    got = [mean_colour(f) for f in read_frames(out)]
+    want = expected_cut(shots, [3, 2])
+    assert len(got) == len(want) == written
+    assert max(np.abs(g - w).max() for g, w in zip(got, want)) < 4
+    purple = [g for g in got[3:6]]             # red into blue: blue rises, red falls
+    assert [p[2] for p in purple] == sorted(p[2] for p in purple)
+    assert [p[0] for p in purple] == sorted((p[0] for p in purple), reverse=True)
+    assert all(60 < p[2] < 180 for p in purple)
+    assert np.abs(got[6] - BLUE).max() < 4 and np.abs(got[2] - RED).max() < 4
+
+
+def test_episode_cuts_keep_every_frame(tmp_path):
+    files = [clip(tmp_path / f"{n}.mp4", [coded(i) for i in r]) for n, r in (("a", range(0, 4)), ("b", range(4, 9)))]
+    assert stitch_episode(files, [0, 0], tmp_path / "e.mp4", FPS) == 9
+    assert [index_of(f) for f in read_frames(tmp_path / "e.mp4")] == list(range(9))
+
+
+def test_bad_dissolves_are_rejected_and_publish_nothing(tmp_path):
+    a = clip(tmp_path / "a.mp4", [flat(RED)] * 4)
+    b = clip(tmp_path / "b.mp4", [flat(BLUE)] * 4)
+    out = tmp_path / "out" / "episode.mp4"
+    with pytest.raises(ValueError, match="last shot cannot dissolve"):
+        stitch_episode([a, b], [1, 2], out, FPS)
+    with pytest.raises(ValueError, match="too short"):       # b: 3 frames in and 2 out of 4
+        stitch_episode([a, b, a], [3, 2, 0], out, FPS)
+    with pytest.raises(ValueError, match="2 shots but 1 crossfades"):
+        stitch_episode([a, b], [0], out, FPS)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_pictures_of_different_sizes_are_not_stitched(tmp_path):
+    a = clip(tmp_path / "a.mp4", [flat(RED)] * 2)
+    b = tmp_path / "b.mp4"
+    encode_mp4([np.zeros((96, 128, 3), np.uint8)] * 2, b, FPS, 128, 96)
+    with pytest.raises(ValueError, match="different sizes"):
+        stitch_shot([a, b], tmp_path / "s.mp4", FPS)
+
+
+def write_sine(path, seconds: float, rate: int = 44_100) -> None:
+    t = np.arange(round(seconds * rate)) / rate
+    pcm = (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
+@pytest.mark.parametrize("audio_s", [3.0, 0.5], ids=["longer", "shorter"])
+def test_soundtrack_is_cut_or_padded_to_the_picture(tmp_path, audio_s):
+    write_sine(tmp_path / "music.wav", audio_s)
+    files = [clip(tmp_path / "a.mp4", [flat(RED)] * 10), clip(tmp_path / "b.mp4", [flat(BLUE)] * 12)]
+    out = tmp_path / "episode.mp4"
+
+    frames = stitch_episode(files, [2, 0], out, FPS, audio=tmp_path / "music.wav")
+
+    picture_s = frames / FPS     # 20 frames: 1.25 s
+    info = probe(out)
+    assert (info["frames"], info["audio"]["codec"], info["audio"]["rate"]) == (20, "aac", 48_000)
+    assert info["duration_s"] == pytest.approx(picture_s)
+    # sample-exact: the MP4 edit list hides the AAC encoder's priming samples
+    assert info["audio"]["duration_s"] == pytest.approx(picture_s, abs=1e-3)
+    with av.open(str(out)) as c:
+        pcm = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    loud = np.abs(pcm[:, : 48_000 * 4 // 10]).max()
+    late = np.abs(pcm[:, 48_000 * 7 // 10: 48_000]).max()
+    assert loud > 0.2
+    assert (late > 0.2) if audio_s > picture_s else (late < 0.01)   # music or the padding silence
+
+
+def test_failure_inside_atomic_path_leaves_neither_target_nor_temp(tmp_path):
+    target = tmp_path / "seg.mp4"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-")
+            tmp.write_bytes(b"half a file")
+            raise RuntimeError("worker died")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_publish_keeps_the_previous_version(tmp_path):
+    target = tmp_path / "seg.json"
+    publish_json(target, {"v": 1})
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{")
+            raise KeyboardInterrupt
+    assert target.read_text() == '{\n  "v": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["seg.json"]
+
+
+def test_publish_replaces_atomically_and_writes_nothing_else(tmp_path):
+    publish_bytes(tmp_path / "d" / "x.bin", b"one")
+    publish_bytes(tmp_path / "d" / "x.bin", b"two")
+    assert (tmp_path / "d" / "x.bin").read_bytes() == b"two"
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["x.bin"]
+
+
+def test_publishing_nothing_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing was written"):
+        with atomic_path(tmp_path / "x.bin"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_from_a_crash_are_removed(tmp_path):
+    (tmp_path / ".tmp-0a1b2c3d-seg.mp4").write_bytes(b"crashed mid-write")
+    (tmp_path / "seg.json").write_text("{}")
+    assert remove_stale_temps(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["seg.json"]
