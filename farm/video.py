@@ -49,14 +49,16 @@ class Encoder:
         self._audio_pts = 0         # audio samples encoded so far
         self._sink: BinaryIO | None = None
         self._tmpdir: str | None = None
+        self.container = None
         if isinstance(target, str | os.PathLike):
             path = Path(target)
         else:
             self._sink = target
             self._tmpdir = tempfile.mkdtemp(prefix="sakuga-encode-")
             path = Path(self._tmpdir) / "out.mp4"
-        self.container = av.open(str(path), "w", format="mp4", container_options={"movflags": "+faststart"})
         try:
+            self.container = av.open(str(path), "w", format="mp4",
+                                     container_options={"movflags": "+faststart"})
             self.video = self.container.add_stream(
                 "libx264", rate=fps, options={"crf": str(crf), "preset": preset})
             ctx = self.video.codec_context
@@ -101,8 +103,11 @@ class Encoder:
         self._audio_pending.append(samples.astype(np.float32, copy=False))
         self._audio_pending_n += samples.shape[1]
         self.audio_samples += samples.shape[1]
-        while self._audio_pending_n >= self._audio_frame:
-            self._encode_audio(self._take_audio(self._audio_frame))
+        whole = self._audio_pending_n // self._audio_frame * self._audio_frame
+        if whole:
+            block = self._take_audio(whole)
+            for start in range(0, whole, self._audio_frame):
+                self._encode_audio(np.ascontiguousarray(block[:, start:start + self._audio_frame]))
 
     def close(self) -> None:
         """Flush both encoders, finish the file (moving `moov` to the front), fill a file target."""
@@ -114,7 +119,8 @@ class Encoder:
             self.container.mux(self.video.encode(None))
             if self.audio is not None:
                 if self._audio_pending_n:
-                    self._encode_audio(self._take_audio(self._audio_pending_n))  # a short last frame
+                    last = self._take_audio(self._audio_pending_n)   # a short last frame
+                    self._encode_audio(np.ascontiguousarray(last))
                 self.container.mux(self.audio.encode(None))
             self.container.close()
             self.container = None
@@ -137,7 +143,7 @@ class Encoder:
         block = np.concatenate(self._audio_pending, axis=1)
         self._audio_pending = [block[:, n:]]
         self._audio_pending_n -= n
-        return np.ascontiguousarray(block[:, :n])
+        return block[:, :n]
 
     def _encode_audio(self, samples: np.ndarray) -> None:
         ctx = self.audio.codec_context

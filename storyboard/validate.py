@@ -399,6 +399,18 @@ class _Checker:
                 self.fail(at + ("transition", "crossfade"),
                           f"crossfade of {xf} frames must be shorter than both shots it joins "
                           f"(this one has {frames} frames" + (f", the next {nxt})" if nxt else ")"))
+            elif (fade_in := self._fade_in(parts.shots, n, fps)) + xf > frames:
+                self.fail(at + ("transition", "crossfade"),
+                          f"shot has {frames} frames: too short to dissolve in over {fade_in} frames "
+                          f"and out over {xf}")
+
+    @staticmethod
+    def _fade_in(shots, n: int, fps: int) -> int:
+        """Frames of the dissolve from the shot before shot `n` (0 for a cut or no valid previous shot)."""
+        before = shots[n - 1][2] if n else None
+        if before is None or isinstance(before.transition, str):
+            return 0
+        return round(before.transition.crossfade * fps)
 
     @staticmethod
     def _length(shot: Shot, preset: "Preset", fps: int) -> str:

@@ -325,3 +325,18 @@ def test_no_value_anywhere_crashes_validation_or_planning(make_storyboard):
                 assert e.problems
                 assert all(p.line >= 1 and p.col >= 1 and "\n" not in p.message for p in e.problems), e
     assert outcomes["ok"] > 10 and outcomes["invalid"] > 200
+
+
+def test_a_shot_too_short_to_dissolve_in_and_out_is_rejected_on_its_transition(make_storyboard):
+    from storyboard.errors import InputError
+    from storyboard.load import load
+
+    path = make_storyboard(
+        "sakuga: 1\nscenes:\n  - id: s\n    shots:\n"
+        "      - {id: a, frames: 17, prompt: a, transition: {crossfade: 0.5}}\n"
+        "      - {id: b, frames: 13, prompt: b, transition: {crossfade: 0.5}}\n"
+        "      - {id: c, frames: 17, prompt: c}\n")
+    with pytest.raises(InputError) as caught:
+        load(path)
+    [problem] = caught.value.problems
+    assert problem.line == 6 and "dissolve in over 8 frames and out over 8" in problem.message
