@@ -4,6 +4,7 @@ Limits on sizes and counts are part of the schema: input is never trusted.
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
@@ -12,6 +13,11 @@ Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_leng
 Text = Annotated[str, StringConstraints(max_length=4000)]
 AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+def half_up(x: float) -> int:
+    """Round halves up (Python's round() sends them to the even neighbour, which is hard to explain)."""
+    return math.floor(x + 0.5)
 
 
 class Strict(BaseModel):
@@ -76,6 +82,10 @@ class Shot(Sampling):
     camera: Annotated[str, StringConstraints(max_length=200)] | None = None
     transition: Transition = Field("cut", description="how this shot joins the next one")
     seed: Seed | None = None
+
+    def crossfade_frames(self, fps: int) -> int:
+        """Frames of the dissolve into the next shot; 0 for a cut."""
+        return 0 if isinstance(self.transition, str) else half_up(self.transition.crossfade * fps)
 
     @model_validator(mode="after")
     def _one_length(self) -> "Shot":

@@ -176,11 +176,12 @@ def _seed(base: int, shot: Shot, index: int, unseeded_hash: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def compose_prompt(sb: Storyboard, preset: Preset, scene_description: str, shot: Shot, sampling: dict) -> str:
+def compose_prompt(sb: Storyboard, preset: Preset, scene_description: str, shot: Shot, cast: list[str],
+                   sampling: dict) -> str:
     """Shot prompt (with @id mentions named), character descriptions, setting, camera, preset suffix."""
     names = {cid: ch.name for cid, ch in sb.characters.items()}
     parts = [MENTION.sub(lambda m: names.get(m.group(1), m.group(0)), shot.prompt)]
-    for cid in shot.characters:
+    for cid in cast:
         ch = sb.characters[cid]
         if ch.description:
             parts.append(f"{ch.name}: {ch.description}")
@@ -200,9 +201,9 @@ def _content_hash(seg: Segment, preset: Preset) -> str:
     for key in ("id", "shot", "index", "first_frame", "deps", "runtime_s", "hash"):
         if key not in burned:
             payload.pop(key)
-    for condition in payload["conditions"]:
-        if condition["image"]["kind"] == "segment":
-            condition["image"].pop("ref")  # the upstream's content hash stands for it, not its id
+    # pictures count by their bytes (or the upstream segment's hash), not by path or segment id
+    for image in [c["image"] for c in payload["conditions"]] + [r for ch in payload["characters"] for r in ch["refs"]]:
+        image.pop("ref")
     payload["hash_version"] = HASH_VERSION
     payload["preset"] = preset.model_dump(mode="json", exclude={"cost", "description"})
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -225,11 +226,13 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
     for _, _, scene, shot in sb.shots():
         sampling = {k: next(v for v in (getattr(shot, k), getattr(sb.defaults, k), getattr(preset.defaults, k))
                             if v is not None) for k in keys}
-        prompt = compose_prompt(sb, preset, scene.description, shot, sampling)
+        # a character is in a shot when listed in `characters:` or mentioned as @id in its prompt
+        cast = list(dict.fromkeys(shot.characters + [m for m in MENTION.findall(shot.prompt) if m in sb.characters]))
+        prompt = compose_prompt(sb, preset, scene.description, shot, cast, sampling)
         characters = tuple(
             CharacterRef(cid, sb.characters[cid].name, sb.characters[cid].description,
                          tuple(asset(r) for r in sb.characters[cid].refs))
-            for cid in shot.characters)
+            for cid in cast)
         total = preset.shot_frames(shot, fps)
         sizes = split_frames(total, preset)
         # keyframe positions in shot frames; a frame shared by two segments belongs to the earlier one
@@ -267,8 +270,8 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
             ids.append(seg.id)
             first += size - 1
         previous_last = segments[-1]
-        xfade = 0 if isinstance(shot.transition, str) else round(shot.transition.crossfade * fps)
-        shots.append(ShotPlan(shot.id, scene.id, total, tuple(ids), tuple(shot.characters),
+        xfade = shot.crossfade_frames(fps)
+        shots.append(ShotPlan(shot.id, scene.id, total, tuple(ids), tuple(cast),
                               prompt, shot.camera, xfade))
     return Plan(
         title=sb.title, model=preset.name, engine=preset.engine, width=width, height=height, fps=fps,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from .errors import InputError
-from .model import Id, Sampling, Seed, Shot, Strict
+from .model import Id, Sampling, Seed, Shot, Strict, half_up
 from .validate import problems_from_validation
 from .yamlsource import load_yaml
 
@@ -28,7 +28,7 @@ class FrameGrid(Strict):
     offset: int = Field(1, ge=0, le=64)
 
     def snap(self, frames: float) -> int:
-        return self.step * max(round((frames - self.offset) / self.step), 0) + self.offset
+        return self.step * max(half_up((frames - self.offset) / self.step), 0) + self.offset
 
     def on_grid(self, frames: int) -> bool:
         return frames >= self.offset and (frames - self.offset) % self.step == 0

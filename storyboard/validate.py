@@ -21,7 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .document import Document, PathKey
 from .errors import InputError, Problem
-from .model import AssetPath, Character, Id, Output, Shot, Storyboard
+from .model import AssetPath, Character, Id, Output, Shot, Storyboard, half_up
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -54,7 +54,7 @@ class LoadedStoryboard:
 
 def keyframe_frame(at: float, frames: int) -> int:
     """The frame of a shot of `frames` frames that a keyframe at relative position `at` lands on."""
-    return round(at * (frames - 1))
+    return half_up(at * (frames - 1))
 
 
 # ---------------------------------------------------------------- schema problems
@@ -390,7 +390,7 @@ class _Checker:
                 self.fail(at + ("transition",), "the last shot cannot crossfade: there is no next shot")
                 continue
             nxt = lengths[n + 1]
-            xf = round(shot.transition.crossfade * fps)
+            xf = shot.crossfade_frames(fps)
             limit = min(frames, nxt) if nxt else frames
             if xf < 1:
                 self.fail(at + ("transition", "crossfade"),
@@ -408,9 +408,7 @@ class _Checker:
     def _fade_in(shots, n: int, fps: int) -> int:
         """Frames of the dissolve from the shot before shot `n` (0 for a cut or no valid previous shot)."""
         before = shots[n - 1][2] if n else None
-        if before is None or isinstance(before.transition, str):
-            return 0
-        return round(before.transition.crossfade * fps)
+        return before.crossfade_frames(fps) if before is not None else 0
 
     @staticmethod
     def _length(shot: Shot, preset: "Preset", fps: int) -> str:

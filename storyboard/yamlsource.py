@@ -90,6 +90,8 @@ def _syntax_message(e: yaml.MarkedYAMLError) -> str:
     """PyYAML's context and problem as one phrase, e.g. "expected ',' or '}', but got '<stream end>'
     (parsing a flow mapping that starts on line 3)"."""
     problem = (e.problem or "invalid YAML").strip()
+    if "cannot start any token" in problem and ("'@'" in problem or "'`'" in problem):
+        problem += '; put the text in quotes, e.g. prompt: "@hana waves"'
     if e.context and e.context_mark and e.problem_mark and e.context_mark.line != e.problem_mark.line:
         context = e.context.strip().removeprefix("while ")
         return f"{problem} ({context} that starts on line {e.context_mark.line + 1})"

@@ -297,8 +297,27 @@ def test_prompt_names_characters_and_adds_descriptions_setting_camera_and_scores
         '{id: a, frames: 17, prompt: "@hana turns to @sora", characters: [hana], camera: slow push in, aesthetic: 6.5}',
         characters=characters, description="school rooftop at dusk")
     prompt = plan_of(text).segment("a.0").prompt
-    assert prompt == ("Hana turns to Sora. Hana: short silver hair, red scarf. Setting: school rooftop at dusk. "
+    assert prompt == ("Hana turns to Sora. Hana: short silver hair, red scarf. Sora: tall, glasses. "
+                      "Setting: school rooftop at dusk. "
                       "Camera: slow push in. aesthetic score: 6.5. motion score: 1.3. There is no text in the video.")
+
+
+def test_a_mentioned_character_is_in_the_shot_with_its_refs(plan_of):
+    characters = "  hana: {name: Hana, refs: [hana.png]}\n  sora: {name: Sora}\n"
+    plan = plan_of(one_scene('{id: a, frames: 17, prompt: "@sora waves at @hana", characters: [sora]}',
+                             characters=characters), images=["hana.png"])
+    assert plan.shots[0].characters == ("sora", "hana")
+    assert [c.id for c in plan.segment("a.0").characters] == ["sora", "hana"]
+    assert [r.ref for r in plan.segment("a.0").characters[1].refs] == ["hana.png"]
+
+
+def test_moving_a_board_to_another_path_keeps_the_hash(plan_of, make_storyboard):
+    text = one_scene("{id: a, frames: 17, prompt: x, start: boards/a.png}")
+    before = plan_of(text, images=["boards/a.png"]).segment("a.0")
+    after = plan_of(text.replace("boards/a.png", "art/board-a.png"), images=["art/board-a.png"],
+                    name="moved.yaml").segment("a.0")
+    assert after.start.ref == "art/board-a.png"
+    assert after.hash == before.hash
 
 
 def test_prompt_uses_storyboard_defaults_before_the_preset(plan_of):
