@@ -3,6 +3,7 @@ only here."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -97,12 +98,15 @@ def import_(file: Path, out: Annotated[Path, typer.Option("-o", "--out", help="S
     try:
         doc = read_document(file)
         check(doc, asset_roots=asset_root or [])
-        text = to_yaml(doc, out.resolve().parent)
+        text, absolute = to_yaml(doc, out.resolve().parent)
     except InputError as e:
         _fail(e)
     out.parent.mkdir(parents=True, exist_ok=True)
     publish_bytes(out, text.encode())
     typer.echo(f"wrote {out}")
+    if absolute:
+        typer.echo(f"note: {len(absolute)} path(s) lie outside {out.parent} and were written absolute; "
+                   f"validate and render with --asset-root {os.path.commonpath(absolute)}", err=True)
 
 
 @app.command()
@@ -160,3 +164,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
