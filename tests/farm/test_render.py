@@ -88,3 +88,16 @@ def test_chained_segment_starts_from_the_lossless_last_frame_of_its_parent(ray_c
     first_of_next = next(iter(read_frames(out / "segments" / "b.1.mp4")))
     # frame 0 of b.1 is b.0's last frame, through one H.264 encode only
     assert np.abs(centre(first_of_next) - centre(last)).max() < 8
+
+
+def test_pilot_example_renders_to_exactly_the_planned_cut(ray_cluster, tmp_path, sakuga):
+    """What `make demo` does, through the CLI: the cut has the plan's frame count, size and fps."""
+    pilot = Path(__file__).resolve().parents[2] / "examples" / "pilot" / "storyboard.yaml"
+    plan = build_plan(load(pilot))
+    result = sakuga("render", pilot, "--out", tmp_path / "demo", "--gpus", "2", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str((tmp_path / "demo" / "episode.mp4").resolve())
+    info = probe(tmp_path / "demo" / "episode.mp4")
+    assert (info["frames"], info["width"], info["height"], info["fps"], info["pix_fmt"]) == \
+        (plan.episode_frames, 832, 480, 16, "yuv420p")
+    assert len(pq.read_table(tmp_path / "demo" / "manifest.parquet")) == len(plan.segments)
