@@ -150,7 +150,7 @@ def models_list() -> None:
     """Show the model presets."""
     from storyboard.presets import available, load_preset
 
-    for name, path in available().items():
+    for name in available():
         try:
             p = load_preset(name)
             typer.echo(f"{name:<24} {p.engine:<9} {p.fps} fps, ≤{p.max_frames} frames/segment  {p.description}")

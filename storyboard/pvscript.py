@@ -111,7 +111,7 @@ def _character(script: _Script, n: int, raw: str, indent: int, m: re.Match) -> N
     script.put(("characters", cid), {"name": cid.replace("-", " ").replace("_", " ").title(), "refs": []},
                n, indent + 1)
     col = body_start
-    for i, ref in enumerate(refs_text.split(",")):
+    for ref in refs_text.split(","):
         if ref.strip():
             script.put(("characters", cid, "refs", len(characters[cid]["refs"])), ref.strip(), n, _text_col(raw, col))
         col += len(ref) + 1
