@@ -105,11 +105,19 @@ class Driver:
                 ready = sorted((s for s in waiting.values() if all(d in done for d in s.deps)),
                                key=lambda s: -level[s.id])
                 while ready and idle:
-                    seg, worker = ready.pop(0), idle.pop()
+                    seg = ready.pop(0)
                     del waiting[seg.id]
                     attempt = self.results.setdefault(seg.id, {"attempts": 0})
+                    try:
+                        images = self.images_for(seg)
+                    except OSError as e:  # an input vanished since planning: no attempt can succeed
+                        attempt.update(status="failed", error=f"cannot read input: {e}")
+                        dead.add(seg.id)
+                        progress.failed(seg.shot)
+                        continue
                     attempt["attempts"] += 1
-                    running[worker.render.remote(self.preset, seg, self.images_for(seg))] = (seg, worker)
+                    worker = idle.pop()
+                    running[worker.render.remote(self.preset, seg, images)] = (seg, worker)
                     progress.started(seg.id, seg.shot)
                 if not running:
                     break  # nothing can run: everything left depends on a failure

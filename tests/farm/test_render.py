@@ -101,3 +101,24 @@ def test_pilot_example_renders_to_exactly_the_planned_cut(ray_cluster, tmp_path,
     assert (info["frames"], info["width"], info["height"], info["fps"], info["pix_fmt"]) == \
         (plan.episode_frames, 832, 480, 16, "yuv420p")
     assert len(pq.read_table(tmp_path / "demo" / "manifest.parquet")) == len(plan.segments)
+
+
+def test_a_shot_that_cannot_render_is_reported_and_the_rest_is_delivered(ray_cluster, tmp_path):
+    for name, colour in (("red", RED), ("blue", BLUE)):
+        Image.new("RGB", (64, 48), colour).save(tmp_path / f"{name}.png")
+    (tmp_path / "sb.yaml").write_text(
+        "sakuga: 1\noutput: {width: 64, height: 64}\nscenes:\n  - id: s\n    shots:\n"
+        "      - {id: a, frames: 9, prompt: a, start: red.png}\n"
+        "      - {id: b, frames: 9, prompt: b, start: blue.png}\n"
+        "      - {id: c, frames: 9, prompt: c, start: previous}\n")
+    plan = build_plan(loaded := load(tmp_path / "sb.yaml"))
+    (tmp_path / "blue.png").unlink()          # gone between planning and rendering
+    outcome = render(plan, loaded.preset, tmp_path / "out", gpus=2, show_progress=False)
+    assert outcome.failed_shots == ["b", "c"]
+    status = {r["segment"]: (r["status"], r["error"] or "")
+              for r in pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()}
+    assert status["a.0"][0] == "done"
+    assert status["b.0"][0] == "failed" and "blue.png" in status["b.0"][1]
+    assert status["c.0"] == ("skipped", "upstream failed")
+    frames = list(read_frames(tmp_path / "out" / "episode.mp4"))
+    assert len(frames) == 9 and close(frames[0], RED)
