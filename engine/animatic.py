@@ -76,8 +76,16 @@ class AnimaticRendered(Rendered):
 
 
 class AnimaticEngine:
+    encoder_id = None   # no image encoder: no character bank, no similarity metric
+
     def __init__(self, preset: Preset):
         self.preset = preset
+
+    def encode_characters(self, wanted) -> list:
+        return []
+
+    def use_bank(self, bank) -> None:
+        pass
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
                progress: Progress | None = None) -> AnimaticRendered:

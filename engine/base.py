@@ -15,6 +15,8 @@ import numpy as np
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
+from .bank import CharacterBank, Embedding
+
 Progress = Callable[[int, int], None]   # (done, total) steps of the current segment
 
 
@@ -31,15 +33,35 @@ class Rendered:
 
 class Engine(Protocol):
     preset: Preset
+    encoder_id: str | None      # identifies the image encoder of the character bank; None: no bank
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
                progress: Progress | None = None) -> Rendered: ...
 
+    def encode_characters(self, wanted: list[tuple[str, str, np.ndarray]]) -> list[Embedding]:
+        """Bank rows for (character id, picture sha256, picture)."""
+        ...
 
-def create(preset: Preset) -> Engine:
+    def use_bank(self, bank: CharacterBank) -> None: ...
+
+
+def create(preset: Preset, *, offload: bool = False) -> Engine:
     """Build (and load) the engine a preset names."""
     if preset.engine == "animatic":
         from .animatic import AnimaticEngine
 
         return AnimaticEngine(preset)
-    raise ValueError(f"engine {preset.engine!r} of preset {preset.name!r} is not available yet")
+    if preset.engine == "wan":
+        from .wan import WanEngine
+
+        return WanEngine(preset, offload=offload)
+    raise ValueError(f"unknown engine {preset.engine!r} in preset {preset.name!r}")
+
+
+def check(preset: Preset) -> None:
+    """Raise InputError (naming the preset file, field and path) if the preset cannot be loaded here:
+    bad engine options or missing weights. Loads nothing."""
+    if preset.engine == "wan":
+        from .wan_options import check_weights
+
+        check_weights(preset)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,8 +17,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 models_app = typer.Typer(no_args_is_help=True, help="Model presets.")
 app.add_typer(models_app, name="models")
 
-AssetRoots = Annotated[Optional[list[Path]], typer.Option("--asset-root", help="Folder where absolute image paths may point (repeatable).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model preset, overriding the storyboard's.")]
+AssetRoots = Annotated[list[Path] | None, typer.Option("--asset-root", help="Folder where absolute image paths may point (repeatable).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model preset, overriding the storyboard's.")]
 
 
 def _fail(error: InputError) -> None:
@@ -113,20 +113,34 @@ def import_(file: Path, out: Annotated[Path, typer.Option("-o", "--out", help="S
 def render(
     file: Path,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    engine: Annotated[Optional[str], typer.Option("--engine", help="Model preset to render with (overrides the storyboard's).")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="Model preset to render with (overrides the storyboard's).")] = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers (logical GPUs on a CPU machine).")] = 1,
-    address: Annotated[Optional[str], typer.Option("--address", help="Join this Ray cluster instead of starting one.")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Join this Ray cluster instead of starting one.")] = None,
     asset_root: AssetRoots = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    offload: Annotated[bool, typer.Option("--offload", help="Keep model parts in CPU memory between uses (GPUs with less memory than the preset's estimate).")] = False,
 ) -> None:
     """Render everything and deliver the cut into OUT."""
     try:
         loaded, p = _load(file, engine, asset_root)
         if out.exists() and not out.is_dir():
             raise InputError.single(out, "--out must be a folder")
-        from .driver import render as run  # Ray, PyAV: only once the input is known to be good
+        if not address:   # a local run loads the weights here; a cluster's workers are asked instead
+            from engine.base import check
 
-        outcome = run(p, loaded.preset, out, gpus=gpus, address=address, show_progress=not quiet)
+            problems = []
+            for preset in {loaded.preset.name: loaded.preset, **p.presets}.values():
+                try:
+                    check(preset)
+                except InputError as e:
+                    problems += e.problems
+            if problems:
+                raise InputError(problems)
+        from .driver import (
+            render as run,  # Ray, PyAV: only once the input is known to be good
+        )
+
+        outcome = run(p, loaded.preset, out, gpus=gpus, address=address, show_progress=not quiet, offload=offload)
     except InputError as e:
         _fail(e)
     if outcome.episode:
@@ -153,9 +167,36 @@ def models_list() -> None:
     for name in available():
         try:
             p = load_preset(name)
-            typer.echo(f"{name:<24} {p.engine:<9} {p.fps} fps, ≤{p.max_frames} frames/segment  {p.description}")
+            typer.echo(f"{name:<22} {p.engine:<9} {p.fps} fps, ≤{p.max_frames} frames/segment, "
+                       f"~{p.memory_gb:g} GB  {p.description}")
+            typer.echo(f"{'':<22} weights: {_weights_state(p)}")
         except InputError as e:
-            typer.echo(f"{name:<24} invalid preset: {e.problems[0]}")
+            typer.echo(f"{name:<22} invalid preset: {e.problems[0]}")
+
+
+def _weights_state(preset) -> str:
+    if preset.engine != "wan":
+        return "none needed"
+    from engine.wan_options import expand, missing_weights, options, weight_paths
+
+    opts = options(preset)
+    missing = missing_weights(preset)
+    if missing:
+        return "MISSING " + ", ".join(f"{k}={v}" for k, v in missing.items())
+    if opts.build_tiny and not weight_paths(preset)["base"].exists():
+        return f"built on first use at {expand(opts.base)}"
+    return "present (" + ", ".join(str(v) for v in weight_paths(preset).values()) + ")"
+
+
+@models_app.command("build-tiny")
+def models_build_tiny(directory: Annotated[Path, typer.Argument(help="Folder to write (must not exist, or be empty).")]) -> None:
+    """Build the tiny random-weight Wan I2V pipeline (diffusers layout) offline, deterministically."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        _fail(InputError.single(directory, "build-tiny writes a new folder: this one exists and is not empty"))
+    from engine import tiny
+
+    tiny.ensure(directory.resolve())
+    typer.echo(str(directory))
 
 
 def main() -> None:

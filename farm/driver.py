@@ -12,16 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from storyboard.errors import InputError
+from engine.bank import CharacterBank
+from storyboard.errors import InputError, Problem
 from storyboard.plan import ImageRef, Plan, Segment
 from storyboard.presets import Preset
 
 from .manifest import write_manifest
 from .progress import RenderProgress
-from .publish import publish_bytes, publish_json
+from .publish import atomic_path, publish_bytes, publish_json
 from .stitch import stitch_episode, stitch_shot
 from .worker import SegmentWorker
 
@@ -67,26 +70,54 @@ def bottom_levels(plan: Plan) -> dict[str, float]:
 
 class Driver:
     def __init__(self, plan: Plan, preset: Preset, out: Path, gpus: int, *, show_progress: bool = True,
-                 on_published: Callable[[str], None] | None = None):
-        self.plan, self.preset, self.out, self.gpus = plan, preset, out, gpus
+                 offload: bool = False, on_published: Callable[[str], None] | None = None):
+        self.plan, self.out, self.gpus = plan, out, gpus
+        self.presets = {preset.name: preset, **plan.presets}
         self.show_progress = show_progress
+        self.offload = offload
         self.on_published = on_published
         self.segments_dir = out / "segments"
         self.results: dict[str, dict] = {}
         self.last_frames: dict[str, bytes] = {}
         self.asset_bytes: dict[str, bytes] = {}
+        self.banks: dict[str, ray.ObjectRef] = {}     # preset name → its character bank in the object store
+        # logical GPUs on a CPU-only machine share its cores instead of each taking them all
+        self.threads = max(1, (os.cpu_count() or 1) // gpus)
+
+    def worker(self, name: str):
+        return SegmentWorker.options(num_gpus=1).remote(name, offload=self.offload, threads=self.threads)
+
+    def asset(self, ref: str) -> bytes:
+        if ref not in self.asset_bytes:
+            self.asset_bytes[ref] = Path(self.plan.assets[ref]).read_bytes()
+        return self.asset_bytes[ref]
 
     def images_for(self, seg: Segment) -> dict[ImageRef, bytes]:
         refs = [c.image for c in seg.conditions] + [r for ch in seg.characters for r in ch.refs]
         images = {}
         for ref in refs:
-            if ref.kind == "segment":
-                images[ref] = self.last_frames[ref.ref]
-            else:
-                if ref.ref not in self.asset_bytes:
-                    self.asset_bytes[ref.ref] = Path(self.plan.assets[ref.ref]).read_bytes()
-                images[ref] = self.asset_bytes[ref.ref]
+            images[ref] = self.last_frames[ref.ref] if ref.kind == "segment" else self.asset(ref.ref)
         return images
+
+    def build_banks(self, worker) -> None:
+        """Encode every character's pictures once per model encoder into DIR/characters.parquet
+        (rows already there are reused), and share each preset's bank with all workers."""
+        path = self.out / "characters.parquet"
+        bank = read_bank(path)
+        for name, preset in self.presets.items():
+            cast = {(ch.id, r.sha256): r for s in self.plan.segments if s.model == name
+                    for ch in s.characters for r in ch.refs}
+            if not cast:
+                continue
+            wanted = [(cid, sha, self.asset(ref.ref)) for (cid, sha), ref in sorted(cast.items())]
+            encoder, new = ray.get(worker.bank.remote(preset, wanted, list(bank.rows)))
+            if encoder is None:
+                continue
+            bank.add(new.rows.values())
+            self.banks[name] = ray.put(bank.for_encoder(encoder))
+        if len(bank):
+            with atomic_path(path) as tmp:
+                pq.write_table(bank.to_table(), tmp)
 
     def run(self) -> RenderOutcome:
         plan = self.plan
@@ -96,7 +127,8 @@ class Driver:
         waiting = {s.id: s for s in plan.segments}
         done: set[str] = set()
         dead: set[str] = set()          # failed, or downstream of a failure
-        idle = [SegmentWorker.options(num_gpus=1).remote(f"gpu-{i}") for i in range(self.gpus)]
+        idle = [self.worker(f"gpu-{i}") for i in range(self.gpus)]
+        self.build_banks(idle[0])
         running: dict[ray.ObjectRef, tuple[Segment, object]] = {}
         remaining_in_shot = {s.id: len(s.segments) for s in plan.shots}
 
@@ -117,7 +149,8 @@ class Driver:
                         continue
                     attempt["attempts"] += 1
                     worker = idle.pop()
-                    running[worker.render.remote(self.preset, seg, images)] = (seg, worker)
+                    ref = worker.render.remote(self.presets[seg.model], seg, images, self.banks.get(seg.model))
+                    running[ref] = (seg, worker)
                     progress.started(seg.id, seg.shot)
                 if not running:
                     break  # nothing can run: everything left depends on a failure
@@ -126,7 +159,7 @@ class Driver:
                 try:
                     result = ray.get(ref)
                 except RayActorError as e:   # the worker process died: replace it and retry
-                    worker = SegmentWorker.options(num_gpus=1).remote(f"gpu-r{len(self.results)}")
+                    worker = self.worker(f"gpu-r{len(self.results)}")
                     self._failed(seg, e, waiting, dead, progress)
                 except RayTaskError as e:
                     self._failed(seg, e, waiting, dead, progress)
@@ -203,12 +236,35 @@ def _adjacent(plan: Plan, a: str, b: str) -> bool:
     return ids.index(b) == ids.index(a) + 1
 
 
+def read_bank(path: Path) -> CharacterBank:
+    """The character bank of an earlier run into the same folder; a damaged one is rebuilt."""
+    if not path.is_file():
+        return CharacterBank()
+    try:
+        return CharacterBank.from_table(pq.read_table(path))
+    except (OSError, ValueError, pa.ArrowException):
+        return CharacterBank()
+
+
+def check_cluster(plan: Plan, preset: Preset) -> None:
+    """Ask a worker of the cluster whether it can load every preset of the plan (weights present)."""
+    probe = SegmentWorker.options(num_gpus=0).remote("probe")
+    try:
+        problems = [p for pr in {preset.name: preset, **plan.presets}.values() for p in ray.get(probe.check.remote(pr))]
+    finally:
+        ray.kill(probe)
+    if problems:
+        raise InputError([Problem(*p) for p in problems])
+
+
 def render(plan: Plan, preset: Preset, out: Path, *, gpus: int = 1, address: str | None = None,
-           show_progress: bool = True) -> RenderOutcome:
+           show_progress: bool = True, offload: bool = False) -> RenderOutcome:
     connect(gpus, address)
+    if address:
+        check_cluster(plan, preset)   # the workers' machines must have the weights, not this one
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    outcome = Driver(plan, preset, out, gpus, show_progress=show_progress).run()
+    outcome = Driver(plan, preset, out, gpus, show_progress=show_progress, offload=offload).run()
     publish_json(out / "render.json", {"wall_s": time.time() - started, "gpus": gpus,
                                        "failed_shots": outcome.failed_shots})
     return outcome

@@ -1,21 +1,28 @@
-"""The GPU worker actor: one per GPU, keeps its engine loaded across segments.
+"""The GPU worker actor: one per GPU, keeps its engines loaded across segments.
 
 A worker gets a segment plus the bytes of its input pictures and returns the encoded segment and its
 last frame (lossless PNG, for continuity). It never touches the output folder: the driver publishes,
-so workers need no shared filesystem with the driver.
+so workers need no shared filesystem with the driver. Loaded engines stay resident until a preset
+that does not fit next to them needs the memory; then the least recently used go first.
 """
 from __future__ import annotations
 
+import gc
 import io
 import os
 import socket
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import ray
 from PIL import Image
 
-from engine.base import Engine, create
+from engine.bank import CharacterBank
+from engine.base import Engine, check, create
+from engine.qc import flicker
+from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
@@ -27,21 +34,98 @@ def decode_image(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def memory_budget_gb() -> float:
+    """What this worker may keep loaded: the GPU's memory, else $SAKUGA_WORKER_MEMORY_GB or the RAM."""
+    if "SAKUGA_WORKER_MEMORY_GB" in os.environ:
+        return float(os.environ["SAKUGA_WORKER_MEMORY_GB"])
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_properties(0).total_memory / 1e9
+    except ImportError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+
+class EngineCache:
+    """Loaded engines by preset name, least recently used first; evicts to fit `budget_gb`."""
+
+    def __init__(self, budget_gb: float, load: Callable[[Preset], Engine]):
+        self.budget_gb, self.load = budget_gb, load
+        self.engines: OrderedDict[str, tuple[Preset, Engine]] = OrderedDict()
+        self.loads = 0
+
+    def get(self, preset: Preset) -> Engine:
+        if preset.name in self.engines:
+            self.engines.move_to_end(preset.name)
+            return self.engines[preset.name][1]
+        while self.engines and self.used_gb + preset.memory_gb > self.budget_gb:
+            self.engines.popitem(last=False)
+            gc.collect()
+            _release_accelerator_memory()
+        engine = self.load(preset)
+        self.loads += 1
+        self.engines[preset.name] = (preset, engine)
+        return engine
+
+    @property
+    def used_gb(self) -> float:
+        return sum(p.memory_gb for p, _ in self.engines.values())
+
+    def resident(self) -> list[str]:
+        return list(self.engines)
+
+
+def _release_accelerator_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
 @ray.remote(num_cpus=0)
 class SegmentWorker:
-    def __init__(self, name: str):
+    def __init__(self, name: str, offload: bool = False, threads: int | None = None):
         self.name = name
-        self.engines: dict[str, Engine] = {}
+        if threads:   # logical GPUs on a CPU machine share its cores
+            import torch
+
+            torch.set_num_threads(threads)
+        self.engines = EngineCache(memory_budget_gb(), lambda p: create(p, offload=offload))
 
     def where(self) -> dict:
         return {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(),
-                "node": ray.get_runtime_context().get_node_id(), "gpus": ray.get_gpu_ids()}
+                "node": ray.get_runtime_context().get_node_id(), "gpus": ray.get_gpu_ids(),
+                "resident": self.engines.resident()}
 
-    def render(self, preset: Preset, segment: Segment, images: dict[ImageRef, bytes]) -> dict:
+    def check(self, preset: Preset) -> list[tuple[str, int, int, str]]:
+        """Problems loading `preset` on this machine (missing weights...): (file, line, col, message)."""
+        try:
+            check(preset)
+        except InputError as e:
+            return [(p.file, p.line, p.col, p.message) for p in e.problems]
+        return []
+
+    def bank(self, preset: Preset, wanted: list[tuple[str, str, bytes]], have: list[tuple[str, str, str]]
+             ) -> tuple[str | None, CharacterBank]:
+        """Encode the (character, sha256, picture bytes) not already in `have` with this preset's encoder."""
+        engine = self.engines.get(preset)
+        if engine.encoder_id is None:
+            return None, CharacterBank()
+        known = set(have)
+        todo = [(c, sha, decode_image(data)) for c, sha, data in wanted if (c, sha, engine.encoder_id) not in known]
+        return engine.encoder_id, CharacterBank(engine.encode_characters(todo))
+
+    def render(self, preset: Preset, segment: Segment, images: dict[ImageRef, bytes],
+               bank: CharacterBank | None = None) -> dict:
         started = time.time()
-        engine = self.engines.get(preset.name)
-        if engine is None:
-            engine = self.engines[preset.name] = create(preset)
+        engine = self.engines.get(preset)
+        if bank is not None:
+            engine.use_bank(bank)
         pictures = {ref: decode_image(data) for ref, data in images.items()}
         rendered = engine.render(segment, pictures)
         frames = rendered.frames
@@ -49,11 +133,12 @@ class SegmentWorker:
             raise RuntimeError(f"engine {preset.engine} returned frames of shape {frames.shape} "
                                f"({frames.dtype}) for segment {segment.id}")
         rendered_at = time.time()
+        metrics = {"flicker": flicker(frames), **rendered.metrics}
         mp4 = encode_mp4_bytes(frames, segment.fps, segment.width, segment.height)
         return {
             "mp4": mp4,
             "last_png": png_bytes(rendered.last_frame),
-            "metrics": dict(rendered.metrics),
+            "metrics": metrics,
             "render_s": rendered_at - started,
             "encode_s": time.time() - rendered_at,
             "started": started,

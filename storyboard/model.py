@@ -7,9 +7,19 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+# preset names carry model versions ("anisora-v3.2", "wan2.1-t2v-1.3b"), so they may hold dots
+PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=4000)]
 AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
@@ -88,7 +98,7 @@ class Shot(Sampling):
         return 0 if isinstance(self.transition, str) else half_up(self.transition.crossfade * fps)
 
     @model_validator(mode="after")
-    def _one_length(self) -> "Shot":
+    def _one_length(self) -> Shot:
         if (self.duration is None) == (self.frames is None):
             raise ValueError("a shot needs exactly one of `duration` or `frames`")
         return self
@@ -103,7 +113,7 @@ class Scene(Strict):
 class Storyboard(Strict):
     sakuga: Literal[1] = Field(description="schema version")
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "Untitled"
-    model: Id = Field("animatic", description="model preset in configs/models/")
+    model: PresetName = Field("animatic", description="model preset in configs/models/")
     output: Output = Field(default_factory=Output)
     audio: AssetPath | None = None
     defaults: Defaults = Field(default_factory=Defaults)

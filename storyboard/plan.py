@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Literal
 
 from .model import Shot, Storyboard
-from .presets import Preset
+from .presets import Preset, load_preset
 from .validate import MENTION, PREVIOUS, LoadedStoryboard, keyframe_frame
 
 HASH_VERSION = 1
@@ -101,6 +101,7 @@ class Plan:
     segments: tuple[Segment, ...]
     assets: dict[str, str] = field(hash=False)   # asset as written → resolved absolute path
     audio: str | None = None                     # resolved path of the soundtrack
+    presets: dict[str, Preset] = field(default_factory=dict, hash=False)   # every preset a segment names
 
     @property
     def episode_frames(self) -> int:
@@ -213,7 +214,12 @@ def _content_hash(seg: Segment, preset: Preset) -> str:
 def build_plan(loaded: LoadedStoryboard) -> Plan:
     sb, preset, fps = loaded.storyboard, loaded.preset, loaded.fps
     width, height = sb.output.width, sb.output.height
-    options = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in preset.options.items()))
+    # segments with no picture at all render with the preset's text-to-video companion, if it has one
+    text_preset = load_preset(preset.text_to_video) if preset.text_to_video else preset
+    presets = {p.name: p for p in (preset, text_preset)}
+
+    def engine_options(p: Preset) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in p.options.items()))
     keys = ("steps", "guidance", "shift", "negative", "aesthetic", "motion")
     base_seed = sb.defaults.seed if sb.defaults.seed is not None else preset.defaults.seed
 
@@ -224,8 +230,11 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
     shots: list[ShotPlan] = []
     previous_last: Segment | None = None
     for _, _, scene, shot in sb.shots():
-        sampling = {k: next(v for v in (getattr(shot, k), getattr(sb.defaults, k), getattr(preset.defaults, k))
+        def sampling_for(p: Preset) -> dict:   # the shot, then the storyboard, then the model decides
+            return {k: next(v for v in (getattr(shot, k), getattr(sb.defaults, k), getattr(p.defaults, k))
                             if v is not None) for k in keys}
+
+        sampling = sampling_for(preset)
         # a character is in a shot when listed in `characters:` or mentioned as @id in its prompt
         cast = list(dict.fromkeys(shot.characters + [m for m in MENTION.findall(shot.prompt) if m in sb.characters]))
         prompt = compose_prompt(sb, preset, scene.description, shot, cast, sampling)
@@ -254,18 +263,20 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
                 deps.append(up.id)
             lo = first if index == 0 else first + 1
             conditions += [Condition(f - first, img) for f, img in keyed if lo <= f < first + size]
+            model = preset if conditions else text_preset
+            sampled = sampling if model is preset else sampling_for(model)
             seg = Segment(
                 id=f"{shot.id}.{index}", shot=shot.id, index=index, first_frame=first, frames=size,
-                width=width, height=height, fps=fps, model=preset.name, engine=preset.engine,
-                prompt=prompt, negative=sampling["negative"], steps=sampling["steps"],
-                guidance=sampling["guidance"], shift=sampling["shift"], seed=0,
+                width=width, height=height, fps=fps, model=model.name, engine=model.engine,
+                prompt=prompt, negative=sampled["negative"], steps=sampled["steps"],
+                guidance=sampled["guidance"], shift=sampled["shift"], seed=0,
                 camera=shot.camera, conditions=tuple(sorted(conditions, key=lambda c: c.frame)),
-                characters=characters, deps=tuple(deps), options=options,
-                runtime_s=tuple((d, preset.runtime(size, width, height, sampling["steps"], sampling["guidance"], d))
-                                for d in preset.degrees),
+                characters=characters, deps=tuple(deps), options=engine_options(model),
+                runtime_s=tuple((d, model.runtime(size, width, height, sampled["steps"], sampled["guidance"], d))
+                                for d in model.degrees),
             )
-            seg = replace(seg, seed=_seed(base_seed, shot, index, _content_hash(seg, preset)))
-            seg = replace(seg, hash=_content_hash(seg, preset))
+            seg = replace(seg, seed=_seed(base_seed, shot, index, _content_hash(seg, model)))
+            seg = replace(seg, hash=_content_hash(seg, model))
             segments.append(seg)
             ids.append(seg.id)
             first += size - 1
@@ -278,5 +289,6 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
         shots=tuple(shots), segments=tuple(segments),
         assets={w: str(a.path) for w, a in loaded.assets.items()},
         audio=str(loaded.asset(sb.audio).path) if sb.audio else None,
+        presets=presets,
     )
 

@@ -7,14 +7,14 @@ model. Search path: directories in $SAKUGA_MODELS (os.pathsep-separated), then t
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
 from .errors import InputError
-from .model import Id, Sampling, Seed, Shot, Strict, half_up
+from .model import PresetName, Sampling, Seed, Shot, Strict, half_up
 from .validate import problems_from_validation
 from .yamlsource import load_yaml
 
@@ -69,7 +69,7 @@ class PresetDefaults(Sampling):
 
 
 class Preset(Strict):
-    name: Id
+    name: PresetName
     engine: Literal["animatic", "wan"]
     description: str = ""
     fps: int = Field(16, ge=1, le=60)
@@ -83,9 +83,12 @@ class Preset(Strict):
     defaults: PresetDefaults = Field(default_factory=PresetDefaults)
     prompt_suffix: str = Field("", description="appended to every prompt; {aesthetic} and {motion} are filled")
     cost: CostModel
+    memory_gb: float = Field(0.0, ge=0, description="accelerator memory the loaded model needs (worker residency)")
+    pictures: bool = Field(True, description="takes condition pictures (start, keyframes); false for text-to-video")
+    text_to_video: PresetName | None = Field(None, description="preset for segments with no picture at all (none: this one)")
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
 
-    def shot_frames(self, shot: "Shot", fps: int) -> int | None:
+    def shot_frames(self, shot: Shot, fps: int) -> int | None:
         """The shot's frame count snapped to the grid; None when it is below `min_frames`."""
         raw = shot.frames if shot.frames is not None else shot.duration * fps
         frames = self.frame_grid.snap(raw)
@@ -118,9 +121,14 @@ def available() -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-@lru_cache(maxsize=None)
+@cache
+def _document(path: Path):
+    return load_yaml(path)
+
+
+@cache
 def _load(path: Path) -> Preset:
-    doc = load_yaml(path)
+    doc = _document(path)
     try:
         return Preset.model_validate(doc.data)
     except ValidationError as e:
@@ -136,3 +144,13 @@ def load_preset(name: str) -> Preset:
     if preset.name != name:
         raise InputError.single(presets[name], f"preset file is named {name!r} but says name: {preset.name!r}")
     return preset
+
+
+def preset_problem(name: str, path: tuple, message: str) -> InputError:
+    """An InputError at the line of `path` (e.g. ("options", "base")) in preset `name`'s file."""
+    from .errors import Problem
+
+    file = available().get(name)
+    if file is None:
+        return InputError([Problem(f"<preset {name}>", 1, 1, message)])
+    return InputError([_document(file.resolve()).problem(path, message)])

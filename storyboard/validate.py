@@ -44,7 +44,7 @@ class LoadedStoryboard:
 
     doc: Document
     storyboard: Storyboard
-    preset: "Preset"
+    preset: Preset
     fps: int
     assets: dict[str, Asset] = field(default_factory=dict)   # as written in the file → checked asset
 
@@ -118,9 +118,7 @@ def _clean_loc(data: Any, loc: tuple, keep_last: bool) -> tuple:
     """Pydantic's error location as a path through the data: union tags and `[key]` markers dropped."""
     out: list = []
     for i, part in enumerate(loc):
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        if isinstance(data, dict) and part in data or isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data = data[part]
         elif keep_last and i == len(loc) - 1:
             pass
@@ -259,7 +257,7 @@ class _Parts:
     shots: list[tuple[PathKey, str | None, Shot | None]]  # every shot in cut order: path, id, shot if valid
 
     @classmethod
-    def of(cls, sb: Storyboard) -> "_Parts":
+    def of(cls, sb: Storyboard) -> _Parts:
         return cls(
             model=sb.model, output=sb.output, audio=sb.audio, characters=dict(sb.characters),
             scenes=[(("scenes", si), scene.id) for si, scene in enumerate(sb.scenes)],
@@ -267,7 +265,7 @@ class _Parts:
         )
 
     @classmethod
-    def salvage(cls, data: Any) -> "_Parts":
+    def salvage(cls, data: Any) -> _Parts:
         data = data if isinstance(data, dict) else {}
         chars = data.get("characters", {})
         scenes, shots = [], []
@@ -356,7 +354,7 @@ class _Checker:
         self.assets[written] = Asset(real, hashlib.sha256(data).hexdigest())
         return None
 
-    def run(self, parts: _Parts, preset: "Preset | None", fps: int | None) -> None:
+    def run(self, parts: _Parts, preset: Preset | None, fps: int | None) -> None:
         if parts.audio:
             self.file(("audio",), parts.audio, "audio")
         for cid, ch in (parts.characters or {}).items():
@@ -384,6 +382,8 @@ class _Checker:
                           f"at least {preset.min_frames} frames")
                 continue
             self.keyframes(at, shot, frames)
+            if not preset.pictures:
+                self.text_only(at, shot, frames, preset)
             if isinstance(shot.transition, str):
                 continue
             if n == len(parts.shots) - 1:
@@ -404,6 +404,18 @@ class _Checker:
                           f"shot has {frames} frames: too short to dissolve in over {fade_in} frames "
                           f"and out over {xf}")
 
+    def text_only(self, at, shot: Shot, frames: int, preset: Preset) -> None:
+        """A text-to-video model cannot start from a picture, so it cannot continue a shot either."""
+        why = f"model `{preset.name}` renders from text only"
+        if shot.start:
+            self.fail(at + ("start",), f"{why}: it cannot start from a picture (drop `start` or use an image-to-video model)")
+        if shot.keyframes:
+            self.fail(at + ("keyframes",), f"{why}: it cannot take keyframes")
+        if frames > preset.max_frames:
+            self.fail(at + ("duration" if shot.duration is not None else "frames",),
+                      f"{why}: a shot of {frames} frames would need continuing from a picture; "
+                      f"at most {preset.max_frames} frames")
+
     @staticmethod
     def _fade_in(shots, n: int, fps: int) -> int:
         """Frames of the dissolve from the shot before shot `n` (0 for a cut or no valid previous shot)."""
@@ -411,7 +423,7 @@ class _Checker:
         return before.crossfade_frames(fps) if before is not None else 0
 
     @staticmethod
-    def _length(shot: Shot, preset: "Preset", fps: int) -> str:
+    def _length(shot: Shot, preset: Preset, fps: int) -> str:
         snapped = preset.frame_grid.snap(shot.frames if shot.frames is not None else shot.duration * fps)
         if shot.frames is None:
             return f"{shot.duration} s is {snapped} frames at {fps} fps"

@@ -510,7 +510,7 @@ CASES = [
           - id: roof
             shots:
               - {id: a, frames: 17, prompt: x}
-        """), (Expect(2, "unknown model preset 'anisora-v4' (known: animatic, anisora-v3", at="anisora"),)),
+        """), (Expect(2, "unknown model preset 'anisora-v4' (known: animatic, anisora-v2, anisora-v3,", at="anisora"),)),
     Case("fps-mismatch-with-model", sb("""
         sakuga: 1
         output: {fps: 24}

@@ -332,8 +332,8 @@ def test_prompt_uses_storyboard_defaults_before_the_preset(plan_of):
 
 
 def test_critical_path_and_gpu_seconds_follow_the_cost_model(plan_of):
-    plan = plan_of(one_scene("{id: a, frames: 81, prompt: x}", "{id: b, frames: 17, prompt: y, start: previous}",
-                             "{id: c, frames: 161, prompt: z}"), model="anisora-v3")
+    plan = plan_of(one_scene("{id: a, frames: 81, prompt: x, start: a.png}", "{id: b, frames: 17, prompt: y, start: previous}",
+                             "{id: c, frames: 161, prompt: z, start: c.png}"), images=["a.png", "c.png"], model="anisora-v3")
     preset = load_preset("anisora-v3")
 
     def cost(frames: int, degree: int = 1) -> float:
@@ -345,6 +345,22 @@ def test_critical_path_and_gpu_seconds_follow_the_cost_model(plan_of):
     assert plan.estimated_gpu_s == pytest.approx(cost(81) + cost(17) + 2 * cost(81))
     assert plan.critical_path_s(1) == pytest.approx(max(cost(81) + cost(17), 2 * cost(81)))
     assert plan.critical_path_s() == pytest.approx(max(cost(81, 8) + cost(17, 8), 2 * cost(81, 8)))
+
+
+def test_segments_with_no_picture_go_to_the_text_to_video_companion(plan_of):
+    plan = plan_of(one_scene("{id: a, frames: 161, prompt: x}", "{id: b, frames: 17, prompt: y, start: b.png}"),
+                   images=["b.png"], model="anisora-v3")
+    models = {s.id: s.model for s in plan.segments}
+    # the first half of the long text-only shot has no picture; its second half continues from it
+    assert models == {"a.0": "wan2.1-t2v-1.3b", "a.1": "anisora-v3", "b.0": "anisora-v3"}
+    assert set(plan.presets) == {"anisora-v3", "wan2.1-t2v-1.3b"}
+    t2v = load_preset("wan2.1-t2v-1.3b")
+    # with its own sampling defaults (50 steps, guidance 5), which the storyboard did not override
+    a0 = plan.segment("a.0")
+    assert (a0.steps, a0.guidance, a0.shift) == (t2v.defaults.steps, t2v.defaults.guidance, t2v.defaults.shift)
+    assert a0.runtime(1) == pytest.approx(t2v.runtime(81, 128, 96, steps=50, guidance=5.0))
+    assert plan.segment("a.0").hash != plan_of(one_scene("{id: a, frames: 161, prompt: x}"), model="wan-tiny",
+                                               name="other.yaml").segment("a.0").hash
 
 
 def test_cost_model_grows_with_frames_steps_and_guidance():

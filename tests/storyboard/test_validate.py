@@ -141,11 +141,17 @@ def test_broken_parts_do_not_cause_false_alarms_elsewhere(make_storyboard):
 
 
 def test_an_unknown_model_still_gets_its_other_problems_reported(make_storyboard):
-    text = GOOD.replace("title: Rooftop", "title: Rooftop\nmodel: anisora-v2").replace("start: previous", "start: nope.png")
-    assert problems(make_storyboard(text, IMAGES)) == [
-        (3, 8, "unknown model preset 'anisora-v2' (known: animatic, anisora-v3); did you mean `anisora-v3`?"),
-        (23, 16, "image 'nope.png' does not exist"),
-    ]
+    text = GOOD.replace("title: Rooftop", "title: Rooftop\nmodel: anisora-v9").replace("start: previous", "start: nope.png")
+    [(line, col, message), second] = problems(make_storyboard(text, IMAGES))
+    assert (line, col) == (3, 8) and message.startswith("unknown model preset 'anisora-v9' (known: animatic, anisora-v2,")
+    assert second == (23, 16, "image 'nope.png' does not exist")
+
+
+def test_a_text_to_video_model_refuses_pictures_and_long_shots(make_storyboard):
+    text = GOOD.replace("title: Rooftop", "title: Rooftop\nmodel: wan2.1-t2v-1.3b")
+    found = problems(make_storyboard(text, IMAGES))
+    assert found and all("renders from text only" in m for _, _, m in found)
+    assert any("cannot start from a picture" in m for _, _, m in found)
 
 
 def test_unknown_model_on_the_command_line_is_one_problem(make_storyboard):
