@@ -140,7 +140,7 @@ class WanEngine:
         if self.opts.boundary_ratio is not None:
             extra["boundary_ratio"] = self.opts.boundary_ratio
         cls = KeyframePipeline if self.opts.task == "i2v" else WanPipeline
-        return cls.from_pretrained(base, torch_dtype=self.dtype, **extra)
+        return cls.from_pretrained(base, dtype=self.dtype, **extra)
 
     # -- the character bank ----------------------------------------------------------------------
 

@@ -129,7 +129,7 @@ def render(
             from engine.base import check
 
             problems = []
-            for preset in {loaded.preset.name: loaded.preset, **p.presets}.values():
+            for preset in p.presets.values():
                 try:
                     check(preset)
                 except InputError as e:

@@ -246,11 +246,11 @@ def read_bank(path: Path) -> CharacterBank:
         return CharacterBank()
 
 
-def check_cluster(plan: Plan, preset: Preset) -> None:
+def check_cluster(plan: Plan) -> None:
     """Ask a worker of the cluster whether it can load every preset of the plan (weights present)."""
     probe = SegmentWorker.options(num_gpus=0).remote("probe")
     try:
-        problems = [p for pr in {preset.name: preset, **plan.presets}.values() for p in ray.get(probe.check.remote(pr))]
+        problems = [p for pr in plan.presets.values() for p in ray.get(probe.check.remote(pr))]
     finally:
         ray.kill(probe)
     if problems:
@@ -261,7 +261,7 @@ def render(plan: Plan, preset: Preset, out: Path, *, gpus: int = 1, address: str
            show_progress: bool = True, offload: bool = False) -> RenderOutcome:
     connect(gpus, address)
     if address:
-        check_cluster(plan, preset)   # the workers' machines must have the weights, not this one
+        check_cluster(plan)   # the workers' machines must have the weights, not this one
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     outcome = Driver(plan, preset, out, gpus, show_progress=show_progress, offload=offload).run()

@@ -101,7 +101,7 @@ class Plan:
     segments: tuple[Segment, ...]
     assets: dict[str, str] = field(hash=False)   # asset as written → resolved absolute path
     audio: str | None = None                     # resolved path of the soundtrack
-    presets: dict[str, Preset] = field(default_factory=dict, hash=False)   # every preset a segment names
+    presets: dict[str, Preset] = field(default_factory=dict, hash=False)   # the presets segments render with
 
     @property
     def episode_frames(self) -> int:
@@ -216,7 +216,6 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
     width, height = sb.output.width, sb.output.height
     # segments with no picture at all render with the preset's text-to-video companion, if it has one
     text_preset = load_preset(preset.text_to_video) if preset.text_to_video else preset
-    presets = {p.name: p for p in (preset, text_preset)}
 
     def engine_options(p: Preset) -> tuple[tuple[str, str], ...]:
         return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in p.options.items()))
@@ -289,6 +288,6 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
         shots=tuple(shots), segments=tuple(segments),
         assets={w: str(a.path) for w, a in loaded.assets.items()},
         audio=str(loaded.asset(sb.audio).path) if sb.audio else None,
-        presets=presets,
+        presets={p.name: p for p in (preset, text_preset) if any(s.model == p.name for s in segments)},
     )
 

@@ -1,6 +1,7 @@
 """Shared fixtures: small storyboards on disk with real PNGs, and the `sakuga` CLI run in-process."""
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -58,3 +59,17 @@ def sakuga() -> Callable[..., Result]:
         return result
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sakuga_cache(tmp_path_factory) -> Path:
+    """Models built on first use (the tiny Wan) go to a per-session folder, never the user's cache.
+    Set before Ray starts, so worker processes inherit it."""
+    folder = tmp_path_factory.mktemp("sakuga-cache")
+    old = os.environ.get("SAKUGA_CACHE")
+    os.environ["SAKUGA_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SAKUGA_CACHE", None)
+    else:
+        os.environ["SAKUGA_CACHE"] = old

@@ -2,7 +2,7 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_cluster(sakuga_cache):
     """One local Ray per test session, with 8 logical GPUs on the CPU."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, num_gpus=8, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
