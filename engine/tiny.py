@@ -34,10 +34,8 @@ def _tokenizer():
 def build_pipeline(seed: int = 0):
     """The tiny pipeline in memory (random weights drawn from `seed`)."""
     import torch
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.set_verbosity_error()   # no torchvision notice, no "writing shards" bars
-    transformers_logging.disable_progress_bar()
+    from . import logs  # noqa: F401  (before diffusers and transformers: no notices, no progress bars)
     from diffusers import (
         AutoencoderKLWan,
         UniPCMultistepScheduler,

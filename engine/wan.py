@@ -12,15 +12,11 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping
 
+from . import logs  # noqa: F401  (first: silences transformers before diffusers imports it)
+
 import numpy as np
 import torch
-from transformers.utils import logging as transformers_logging
-
-transformers_logging.set_verbosity_error()   # before diffusers pulls in transformers' image processors
-transformers_logging.disable_progress_bar()
-
 from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline
-from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
 from storyboard.plan import ImageRef, Segment
@@ -35,9 +31,6 @@ from .wan_options import check_weights, expand, options
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NEUTRAL_GREY = 127   # the picture a segment with no picture and no character is embedded from
-
-diffusers_logging.set_verbosity_error()
-diffusers_logging.disable_progress_bar()
 
 
 class KeyframePipeline(WanImageToVideoPipeline):

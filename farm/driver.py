@@ -110,7 +110,10 @@ class Driver:
             if not cast:
                 continue
             wanted = [(cid, sha, self.asset(ref.ref)) for (cid, sha), ref in sorted(cast.items())]
-            encoder, new = ray.get(worker.bank.remote(preset, wanted, list(bank.rows)))
+            try:
+                encoder, new = ray.get(worker.bank.remote(preset, wanted, list(bank.rows)))
+            except (RayActorError, RayTaskError):
+                continue   # the model does not load: its segments fail, retry and are reported as usual
             if encoder is None:
                 continue
             bank.add(new.rows.values())

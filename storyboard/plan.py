@@ -211,6 +211,15 @@ def _content_hash(seg: Segment, preset: Preset) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+SAMPLING = ("steps", "guidance", "shift", "negative", "aesthetic", "motion")
+
+
+def _sampling(shot: Shot, sb: Storyboard, preset: Preset) -> dict:
+    """Sampling settings: the shot's, else the storyboard's defaults, else the model's."""
+    return {k: next(v for v in (getattr(shot, k), getattr(sb.defaults, k), getattr(preset.defaults, k))
+                    if v is not None) for k in SAMPLING}
+
+
 def build_plan(loaded: LoadedStoryboard) -> Plan:
     sb, preset, fps = loaded.storyboard, loaded.preset, loaded.fps
     width, height = sb.output.width, sb.output.height
@@ -219,7 +228,6 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
 
     def engine_options(p: Preset) -> tuple[tuple[str, str], ...]:
         return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in p.options.items()))
-    keys = ("steps", "guidance", "shift", "negative", "aesthetic", "motion")
     base_seed = sb.defaults.seed if sb.defaults.seed is not None else preset.defaults.seed
 
     def asset(written: str) -> ImageRef:
@@ -229,11 +237,7 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
     shots: list[ShotPlan] = []
     previous_last: Segment | None = None
     for _, _, scene, shot in sb.shots():
-        def sampling_for(p: Preset) -> dict:   # the shot, then the storyboard, then the model decides
-            return {k: next(v for v in (getattr(shot, k), getattr(sb.defaults, k), getattr(p.defaults, k))
-                            if v is not None) for k in keys}
-
-        sampling = sampling_for(preset)
+        sampling = _sampling(shot, sb, preset)
         # a character is in a shot when listed in `characters:` or mentioned as @id in its prompt
         cast = list(dict.fromkeys(shot.characters + [m for m in MENTION.findall(shot.prompt) if m in sb.characters]))
         prompt = compose_prompt(sb, preset, scene.description, shot, cast, sampling)
@@ -263,7 +267,7 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
             lo = first if index == 0 else first + 1
             conditions += [Condition(f - first, img) for f, img in keyed if lo <= f < first + size]
             model = preset if conditions else text_preset
-            sampled = sampling if model is preset else sampling_for(model)
+            sampled = sampling if model is preset else _sampling(shot, sb, model)
             seg = Segment(
                 id=f"{shot.id}.{index}", shot=shot.id, index=index, first_frame=first, frames=size,
                 width=width, height=height, fps=fps, model=model.name, engine=model.engine,

@@ -1,6 +1,7 @@
 """The Wan engine on the tiny random-weight model: conditioning, character bank, determinism, CFG."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +194,7 @@ def test_same_seed_and_inputs_give_identical_frames_on_a_fresh_engine(engine, pl
     seg = plan.segment("c.0")
     first = engine.render(seg, pictures(plan, seg)).frames
     again = WanEngine(load_preset("wan-tiny")).render(seg, pictures(plan, seg)).frames
-    other = engine.render(type(seg)(**{**seg.__dict__, "seed": seg.seed + 1}), pictures(plan, seg)).frames
+    other = engine.render(replace(seg, seed=seg.seed + 1), pictures(plan, seg)).frames
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
 
@@ -234,3 +235,46 @@ def test_the_tiny_model_builds_byte_identically(tmp_path):
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     assert sum((a / rel).stat().st_size for rel in files) < 2_000_000
+
+
+def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga_cache, tmp_path):
+    """AniSora V3.2's layout: a base folder plus two Wan-format expert checkpoints and a boundary."""
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import save_file
+
+    from tests.engine.test_single_file import wan_state_dict
+
+    base = tiny.ensure(sakuga_cache / "models" / "wan-tiny-v1")
+    for name, seed in (("high.safetensors", 1), ("low.safetensors", 2)):
+        torch.manual_seed(seed)
+        expert = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(base, subfolder="transformer"))
+        save_file(wan_state_dict(expert), tmp_path / name)
+    preset = load_preset("wan-tiny")
+    pair = preset.model_copy(update={"name": "pair", "options": {
+        **preset.options, "build_tiny": False, "base": str(base), "transformer": str(tmp_path / "high.safetensors"),
+        "transformer_2": str(tmp_path / "low.safetensors"), "boundary_ratio": 0.9}})
+    engine = WanEngine(pair)
+    calls = {"high": 0, "low": 0}
+    hooks = [engine.pipe.transformer.register_forward_pre_hook(lambda *a: calls.__setitem__("high", calls["high"] + 1)),
+             engine.pipe.transformer_2.register_forward_pre_hook(lambda *a: calls.__setitem__("low", calls["low"] + 1))]
+    seg = plan.segment("c.0")
+    try:
+        engine.render(seg, pictures(plan, seg))
+    finally:
+        for h in hooks:
+            h.remove()
+    timesteps = engine.pipe.scheduler.timesteps
+    high = int((timesteps >= 0.9 * engine.pipe.scheduler.config.num_train_timesteps).sum())
+    assert 0 < high < seg.steps
+    assert calls == {"high": high, "low": seg.steps - high}
+
+
+def test_build_tiny_writes_a_loadable_pipeline_and_refuses_a_full_folder(tmp_path, sakuga):
+    from diffusers import WanImageToVideoPipeline
+
+    result = sakuga("models", "build-tiny", tmp_path / "tiny")
+    assert result.exit_code == 0, result.stderr
+    pipe = WanImageToVideoPipeline.from_pretrained(tmp_path / "tiny", local_files_only=True)
+    assert pipe.transformer.config.image_dim is not None and pipe.vae.config.z_dim == 4
+    again = sakuga("models", "build-tiny", tmp_path / "tiny")
+    assert again.exit_code == 2 and f"{tmp_path / 'tiny'}:1:1: error:" in again.stderr
