@@ -74,5 +74,12 @@ def check_weights(preset: Preset) -> None:
     if missing:
         raise InputError([preset_problem(preset.name, ("options", key),
                                          f"preset {preset.name!r}: weights not found: options.{key} = {path} "
-                                         "(put them there, or set the path in the preset or its environment variable)"
-                                         ).problems[0] for key, path in missing.items()])
+                                         f"({_how_to_point(preset.options[key])})").problems[0]
+                          for key, path in missing.items()])
+
+
+def _how_to_point(raw: str) -> str:
+    names = [m.group(1) for m in _VAR.finditer(raw)]
+    if names:
+        return "put them there, or point " + " / ".join(f"${n}" for n in names) + " at them"
+    return "put them there, or change the path in the preset"

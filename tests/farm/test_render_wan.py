@@ -124,3 +124,18 @@ def test_a_worker_evicts_the_least_recently_used_engine_when_memory_runs_out():
     assert loaded == ["small", "big", "other"]   # `small` never reloaded
     cache.get(big)                  # needs 50: `other` (least recent) and then... 30 + 50 fits
     assert cache.resident() == ["small", "big"] and cache.used_gb == 80.0
+
+
+def test_a_misspelt_engine_option_is_reported_on_its_preset_line(tmp_path, monkeypatch, sakuga):
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    text = (Path(__file__).resolve().parents[2] / "configs" / "models" / "wan-tiny.yaml").read_text()
+    (presets / "wan-tiny.yaml").write_text(text.replace("  identity_weight: 0.5", "  identity_wieght: 0.5"))
+    monkeypatch.setenv("SAKUGA_MODELS", str(presets))
+    (tmp_path / "sb.yaml").write_text("sakuga: 1\nmodel: wan-tiny\nscenes:\n  - id: s\n    shots:\n"
+                                      "      - {id: a, frames: 9, prompt: a}\n")
+    result = sakuga("render", tmp_path / "sb.yaml", "--out", tmp_path / "out")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "identity_weight" in t)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{presets / 'wan-tiny.yaml'}:{line}:")
+    assert "identity_wieght" in result.stderr and not (tmp_path / "out").exists()
