@@ -55,6 +55,10 @@ def create(preset: Preset, *, offload: bool = False) -> Engine:
         from .wan import WanEngine
 
         return WanEngine(preset, offload=offload)
+    if preset.engine == "null":
+        from .null import NullEngine
+
+        return NullEngine(preset)
     raise ValueError(f"unknown engine {preset.engine!r} in preset {preset.name!r}")
 
 

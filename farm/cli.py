@@ -16,6 +16,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="sakuga: render AI anime storyboards on a GPU cluster.")
 models_app = typer.Typer(no_args_is_help=True, help="Model presets.")
 app.add_typer(models_app, name="models")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that need no GPU.")
+app.add_typer(bench_app, name="bench")
 
 AssetRoots = Annotated[list[Path] | None, typer.Option("--asset-root", help="Folder where absolute image paths may point (repeatable).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model preset, overriding the storyboard's.")]
@@ -109,6 +111,10 @@ def import_(file: Path, out: Annotated[Path, typer.Option("-o", "--out", help="S
                    f"validate and render with --asset-root {os.path.commonpath(absolute)}", err=True)
 
 
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Segment cache folder (default: the user's cache folder, or $SAKUGA_CACHE/segments).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither reuse nor store segments in the cache.")]
+
+
 @app.command()
 def render(
     file: Path,
@@ -119,36 +125,101 @@ def render(
     asset_root: AssetRoots = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     offload: Annotated[bool, typer.Option("--offload", help="Keep model parts in CPU memory between uses (GPUs with less memory than the preset's estimate).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the render recorded in OUT's ledger (OUT must hold one).")] = False,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
-    """Render everything and deliver the cut into OUT."""
+    """Render everything and deliver the cut into OUT. Segments already published in OUT, or in the
+    segment cache, with the same content hash are reused, not rendered again."""
+    config = {"source": str(file.resolve()), "engine": engine, "gpus": gpus, "address": address,
+              "asset_roots": [str(p.resolve()) for p in asset_root or []], "offload": offload,
+              "cache": None if no_cache else str(cache.resolve()) if cache else "default"}
     try:
-        loaded, p = _load(file, engine, asset_root)
-        if out.exists() and not out.is_dir():
-            raise InputError.single(out, "--out must be a folder")
-        if not address:   # a local run loads the weights here; a cluster's workers are asked instead
-            from engine.base import check
-
-            problems = []
-            for preset in p.presets.values():
-                try:
-                    check(preset)
-                except InputError as e:
-                    problems += e.problems
-            if problems:
-                raise InputError(problems)
-        from .driver import (
-            render as run,  # Ray, PyAV: only once the input is known to be good
-        )
-
-        outcome = run(p, loaded.preset, out, gpus=gpus, address=address, show_progress=not quiet, offload=offload)
+        if resume and not (out / "ledger.sqlite").is_file():
+            raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
+        _render(config, out, quiet)
     except InputError as e:
         _fail(e)
+
+
+@app.command("resume")
+def resume_(
+    out: Annotated[Path, typer.Argument(help="Output folder of an interrupted render.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Continue an interrupted render from OUT/ledger.sqlite: only segments not published are rendered."""
+    try:
+        config = _recorded_config(out)
+        _render(config, out, quiet)
+    except InputError as e:
+        _fail(e)
+
+
+def _recorded_config(out: Path) -> dict:
+    from .ledger import Ledger, LedgerError
+
+    path = out / "ledger.sqlite"
+    if not path.is_file():
+        raise InputError.single(out, "no ledger.sqlite here: not the output folder of a sakuga render")
+    try:
+        with Ledger(path) as ledger:
+            jobs = ledger.jobs()
+    except LedgerError as e:
+        raise InputError.single(path, str(e)) from None
+    if not jobs or not jobs[-1].get("config", {}).get("source"):
+        raise InputError.single(path, "the ledger records no render to resume")
+    config = jobs[-1]["config"]
+    if not Path(config["source"]).is_file():
+        raise InputError.single(config["source"], f"the storyboard this render was started from is gone (recorded in {path})")
+    return config
+
+
+def _render(config: dict, out: Path, quiet: bool) -> None:
+    """Plan `config["source"]`, check it can load here, render into `out`; exits 1 if shots failed."""
+    file, address = Path(config["source"]), config.get("address")
+    loaded, p = _load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])])
+    if out.exists() and not out.is_dir():
+        raise InputError.single(out, "--out must be a folder")
+    if not address:   # a local run loads the weights here; a cluster's workers are asked instead
+        from engine.base import check
+
+        problems = []
+        for preset in p.presets.values():
+            try:
+                check(preset)
+            except InputError as e:
+                problems += e.problems
+        if problems:
+            raise InputError(problems)
+    job_id = _existing_job(out)
+    from .cache import SegmentCache, default_cache_dir
+    from .driver import render as run   # Ray, PyAV: only once the input is known to be good
+
+    cache = None if config.get("cache") is None else SegmentCache(
+        default_cache_dir() if config["cache"] == "default" else Path(config["cache"]))
+    outcome = run(p, out, gpus=config.get("gpus", 1), address=address, show_progress=not quiet,
+                  offload=config.get("offload", False), cache=cache, job_id=job_id, config=config,
+                  log=lambda line: typer.echo(line, err=True))
     if outcome.episode:
         typer.echo(str(outcome.episode.resolve()))
     if not outcome.ok:
         typer.echo(f"error: {len(outcome.failed_shots)} shot(s) failed: {', '.join(outcome.failed_shots)} "
                    f"(see {out / 'manifest.parquet'})", err=True)
         raise typer.Exit(1)
+
+
+def _existing_job(out: Path) -> str | None:
+    """One output folder holds one job: a second render into it continues that job's ledger."""
+    if not (out / "ledger.sqlite").is_file():
+        return None
+    from .ledger import Ledger, LedgerError
+
+    try:
+        with Ledger(out / "ledger.sqlite") as ledger:
+            jobs = ledger.jobs()
+    except LedgerError as e:
+        raise InputError.single(out / "ledger.sqlite", str(e)) from None
+    return jobs[-1]["id"] if jobs else None
 
 
 @app.command()
@@ -199,11 +270,41 @@ def models_build_tiny(directory: Annotated[Path, typer.Argument(help="Folder to 
     typer.echo(str(directory))
 
 
+@bench_app.command("schedule")
+def bench_schedule(
+    workload: Path,
+    policy: Annotated[str, typer.Option("--policy", help="Scheduling policy: moldable (default), fifo1 or node.")] = "moldable",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the schedule as JSON.")] = False,
+) -> None:
+    """Run a scheduling policy on a workload in virtual time and print the schedule."""
+    from .policy import POLICIES
+    from .policy import policy as make
+    from .sim import load_workload, lower_bound, simulate
+
+    try:
+        if policy not in POLICIES:
+            raise InputError.single("--policy", f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
+        w = load_workload(workload)
+    except InputError as e:
+        _fail(e)
+    schedule = simulate(w, make(policy))
+    if as_json:
+        typer.echo(json.dumps(schedule.to_json()))
+        return
+    bound = lower_bound(w)
+    gpu_s = sum(len(a.gpus) * (a.end - a.start) for a in schedule.assignments)
+    typer.echo(f"{workload}: {len(w.tasks)} tasks on {len(w.cluster.gpus)}x{w.cluster.widest} GPUs, policy {policy}")
+    typer.echo(f"makespan {schedule.makespan:.1f} s; lower bound {bound['lower_bound']:.1f} s "
+               f"(critical path {bound['critical_path']:.1f}, area {bound['area']:.1f}); "
+               f"bound/makespan {bound['lower_bound'] / schedule.makespan:.3f}; "
+               f"GPU busy {gpu_s / (schedule.makespan * w.cluster.total):.0%}")
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo("interrupted: the ledger is saved; `sakuga resume OUT` continues", err=True)
         sys.exit(130)
 
 

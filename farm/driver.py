@@ -1,8 +1,10 @@
-"""The render driver: runs a plan on Ray worker actors and delivers the cut.
+"""The farm loop: runs jobs' segments on the worker pool as the scheduling policy decides.
 
-Segments are dispatched as their dependencies finish, longest remaining chain first, to one worker
-actor per GPU. Each finished segment is published atomically to DIR/segments/ before anything
-depends on it; then shots and the episode are stitched and the manifest written.
+Each round it shows the policy what is ready, what is running and which GPUs are free, starts what
+the policy picks, then waits for a result or a deadline. Every state change goes to the job's ledger
+before it is acted on. A worker that dies or hangs past the segment's timeout is replaced and the
+segment retried elsewhere (at most three attempts); an out-of-memory attempt is retried with offload.
+Ctrl-C marks running attempts interrupted and leaves a ledger `sakuga resume` continues from.
 """
 from __future__ import annotations
 
@@ -19,16 +21,15 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from engine.bank import CharacterBank
 from storyboard.errors import InputError, Problem
-from storyboard.plan import ImageRef, Plan, Segment
-from storyboard.presets import Preset
+from storyboard.plan import Plan, Segment
 
-from .manifest import write_manifest
-from .progress import RenderProgress
-from .publish import atomic_path, publish_bytes, publish_json
-from .stitch import stitch_episode, stitch_shot
-from .worker import SegmentWorker
-
-MAX_ATTEMPTS = 3
+from .cache import SegmentCache
+from .job import MAX_ATTEMPTS, Job
+from .policy import DEFAULT, Cluster, Policy, Running, View, policy
+from .pool import Slot, WorkerPool
+from .progress import JobProgress
+from .publish import atomic_path, publish_json
+from .worker import OutOfMemory, SegmentWorker
 
 
 @dataclass
@@ -37,10 +38,23 @@ class RenderOutcome:
     episode: Path | None
     results: dict[str, dict] = field(default_factory=dict)
     failed_shots: list[str] = field(default_factory=list)
+    reused: int = 0
+    kept: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.failed_shots
+
+
+@dataclass
+class Attempt:
+    job: Job
+    seg: Segment
+    slot: Slot
+    n: int
+    started: float
+    deadline: float
+    estimate: float
 
 
 def connect(gpus: int, address: str | None) -> None:
@@ -56,60 +70,58 @@ def connect(gpus: int, address: str | None) -> None:
         raise InputError.single("--gpus", f"asked for {gpus} GPUs but the Ray cluster has {have}")
 
 
-def bottom_levels(plan: Plan) -> dict[str, float]:
-    """Estimated seconds from each segment's start to the end of the longest chain through it."""
-    children: dict[str, list[str]] = {s.id: [] for s in plan.segments}
-    for s in plan.segments:
-        for d in s.deps:
-            children[d].append(s.id)
-    level: dict[str, float] = {}
-    for s in reversed(plan.segments):
-        level[s.id] = s.runtime(1) + max((level[c] for c in children[s.id]), default=0.0)
-    return level
+class Farm:
+    def __init__(self, gpus: int, *, scheduler: Policy | None = None, cache: SegmentCache | None = None,
+                 offload: bool = False, progress: Callable[[Job], JobProgress] | None = None,
+                 log: Callable[[str], None] = lambda _: None):
+        self.policy = scheduler or policy(DEFAULT)
+        self.cache, self.offload, self.log = cache, offload, log
+        self.make_progress = progress or (lambda job: JobProgress(job, enabled=False))
+        self.jobs: dict[str, Job] = {}
+        self.progress: dict[str, JobProgress] = {}
+        self.running: dict[ray.ObjectRef, Attempt] = {}
+        self.oom: set[tuple[str, str]] = set()              # (job, segment) that ran out of memory
+        self.failed_on: dict[tuple[str, str], set[tuple[int, int]]] = {}   # slots a segment failed on
+        self.banks: dict[tuple[str, str], ray.ObjectRef] = {}
+        self.epoch = time.time()
+        self.pool = WorkerPool(gpus, on_event=self._worker_event)
 
+    def _worker_event(self, kind: str, detail: str, worker: str | None = None) -> None:
+        for job in self.jobs.values():
+            if job.ledger is not None and not job.finished:
+                job.ledger.event(kind, detail, job=job.id, worker=worker)
 
-class Driver:
-    def __init__(self, plan: Plan, preset: Preset, out: Path, gpus: int, *, show_progress: bool = True,
-                 offload: bool = False, on_published: Callable[[str], None] | None = None):
-        self.plan, self.out, self.gpus = plan, out, gpus
-        self.presets = {preset.name: preset, **plan.presets}
-        self.show_progress = show_progress
-        self.offload = offload
-        self.on_published = on_published
-        self.segments_dir = out / "segments"
-        self.results: dict[str, dict] = {}
-        self.last_frames: dict[str, bytes] = {}
-        self.asset_bytes: dict[str, bytes] = {}
-        self.banks: dict[str, ray.ObjectRef] = {}     # preset name → its character bank in the object store
-        # logical GPUs on a CPU-only machine share its cores instead of each taking them all
-        self.threads = max(1, (os.cpu_count() or 1) // gpus)
+    # -- jobs -----------------------------------------------------------------------------------------
 
-    def worker(self, name: str):
-        return SegmentWorker.options(num_gpus=1).remote(name, offload=self.offload, threads=self.threads)
+    def add(self, job: Job) -> None:
+        job.open(self.cache, self.log)
+        self.jobs[job.id] = job
+        self.progress[job.id] = self.make_progress(job)
+        self.progress[job.id].opened()
+        self._build_banks(job)
 
-    def asset(self, ref: str) -> bytes:
-        if ref not in self.asset_bytes:
-            self.asset_bytes[ref] = Path(self.plan.assets[ref]).read_bytes()
-        return self.asset_bytes[ref]
+    def cancel(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or job.finished:
+            return False
+        job.cancelled = True
+        for ref, a in list(self.running.items()):
+            if a.job is job:
+                ray.cancel(ref, force=True)
+        return True
 
-    def images_for(self, seg: Segment) -> dict[ImageRef, bytes]:
-        refs = [c.image for c in seg.conditions] + [r for ch in seg.characters for r in ch.refs]
-        images = {}
-        for ref in refs:
-            images[ref] = self.last_frames[ref.ref] if ref.kind == "segment" else self.asset(ref.ref)
-        return images
-
-    def build_banks(self, worker) -> None:
+    def _build_banks(self, job: Job) -> None:
         """Encode every character's pictures once per model encoder into DIR/characters.parquet
-        (rows already there are reused), and share each preset's bank with all workers."""
-        path = self.out / "characters.parquet"
+        (rows already there are reused) and share each preset's bank with all workers."""
+        path = job.out / "characters.parquet"
         bank = read_bank(path)
-        for name, preset in self.presets.items():
-            cast = {(ch.id, r.sha256): r for s in self.plan.segments if s.model == name
+        worker = self.pool.slots[0].actor
+        for name, preset in job.plan.presets.items():
+            cast = {(ch.id, r.sha256): r for s in job.unfinished() if s.model == name
                     for ch in s.characters for r in ch.refs}
             if not cast:
                 continue
-            wanted = [(cid, sha, self.asset(ref.ref)) for (cid, sha), ref in sorted(cast.items())]
+            wanted = [(cid, sha, job.asset(ref.ref)) for (cid, sha), ref in sorted(cast.items())]
             try:
                 encoder, new = ray.get(worker.bank.remote(preset, wanted, list(bank.rows)))
             except (RayActorError, RayTaskError):
@@ -117,126 +129,171 @@ class Driver:
             if encoder is None:
                 continue
             bank.add(new.rows.values())
-            self.banks[name] = ray.put(bank.for_encoder(encoder))
+            self.banks[(job.id, name)] = ray.put(bank.for_encoder(encoder))
         if len(bank):
             with atomic_path(path) as tmp:
                 pq.write_table(bank.to_table(), tmp)
 
-    def run(self) -> RenderOutcome:
-        plan = self.plan
-        self.segments_dir.mkdir(parents=True, exist_ok=True)
-        publish_json(self.out / "plan.json", plan.to_json())
-        level = bottom_levels(plan)
-        waiting = {s.id: s for s in plan.segments}
-        done: set[str] = set()
-        dead: set[str] = set()          # failed, or downstream of a failure
-        idle = [self.worker(f"gpu-{i}") for i in range(self.gpus)]
-        self.build_banks(idle[0])
-        running: dict[ray.ObjectRef, tuple[Segment, object]] = {}
-        remaining_in_shot = {s.id: len(s.segments) for s in plan.shots}
+    # -- the loop -------------------------------------------------------------------------------------
 
-        with RenderProgress(plan, enabled=self.show_progress) as progress:
-            while waiting or running:
-                ready = sorted((s for s in waiting.values() if all(d in done for d in s.deps)),
-                               key=lambda s: -level[s.id])
-                while ready and idle:
-                    seg = ready.pop(0)
-                    del waiting[seg.id]
-                    attempt = self.results.setdefault(seg.id, {"attempts": 0})
-                    try:
-                        images = self.images_for(seg)
-                    except OSError as e:  # an input vanished since planning: no attempt can succeed
-                        attempt.update(status="failed", error=f"cannot read input: {e}")
-                        dead.add(seg.id)
-                        progress.failed(seg.shot)
-                        continue
-                    attempt["attempts"] += 1
-                    worker = idle.pop()
-                    ref = worker.render.remote(self.presets[seg.model], seg, images, self.banks.get(seg.model))
-                    running[ref] = (seg, worker)
-                    progress.started(seg.id, seg.shot)
-                if not running:
-                    break  # nothing can run: everything left depends on a failure
-                [ref], _ = ray.wait(list(running), num_returns=1)
-                seg, worker = running.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except RayActorError as e:   # the worker process died: replace it and retry
-                    worker = self.worker(f"gpu-r{len(self.results)}")
-                    self._failed(seg, e, waiting, dead, progress)
-                except RayTaskError as e:
-                    self._failed(seg, e, waiting, dead, progress)
-                else:
-                    self._publish(seg, result)
-                    done.add(seg.id)
-                    remaining_in_shot[seg.shot] -= 1
-                    progress.finished(seg.id, seg.shot, shot_done=remaining_in_shot[seg.shot] == 0)
-                idle.append(worker)
-            for sid in waiting:  # never started because something upstream failed
-                dead.add(sid)
-                self.results.setdefault(sid, {"attempts": 0}).update(status="skipped", error="upstream failed")
+    def run(self) -> None:
+        """Until every job is finished (delivered or cancelled)."""
+        try:
+            while any(not j.delivered for j in self.jobs.values()):
+                self.step()
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
+        finally:
+            self.pool.shutdown()
 
-            failed_shots = [s.id for s in plan.shots if any(g in dead for g in s.segments)]
-            for shot in failed_shots:
-                progress.failed(shot)
-            progress.stage("stitching")
-            episode = self._deliver(failed_shots)
-            write_manifest(self.out / "manifest.parquet", plan, self.results)
-            progress.stage("delivered")
-        return RenderOutcome(self.out, episode, self.results, failed_shots)
+    def step(self, max_wait: float = 1.0) -> None:
+        self._schedule()
+        self._collect(max_wait)
+        for job in list(self.jobs.values()):
+            if not job.delivered and (job.finished or job.cancelled) and not self._running_for(job):
+                self._finish(job)
 
-    def _failed(self, seg: Segment, error: Exception, waiting: dict, dead: set, progress) -> None:
-        r = self.results[seg.id]
-        r["error"] = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
-        if r["attempts"] < MAX_ATTEMPTS:
-            waiting[seg.id] = seg
-            return
-        r["status"] = "failed"
-        dead.add(seg.id)
-        progress.failed(seg.shot)
+    def interrupt(self) -> None:
+        for job in self.jobs.values():
+            if job.ledger is not None and not job.delivered:
+                job.ledger.interrupt_running(job.id)
+                job.ledger.set_job_status(job.id, "interrupted", "stopped by the user; `sakuga resume` continues")
+        self.running.clear()
 
-    def _publish(self, seg: Segment, result: dict) -> None:
-        def path(ext: str) -> Path:  # not with_suffix: segment ids contain dots
-            return self.segments_dir / f"{seg.id}{ext}"
+    def _running_for(self, job: Job) -> list[Attempt]:
+        return [a for a in self.running.values() if a.job is job]
 
-        publish_bytes(path(".mp4"), result["mp4"])
-        publish_bytes(path(".png"), result["last_png"])
-        self.last_frames[seg.id] = result["last_png"]
-        record = {k: result[k] for k in ("metrics", "render_s", "encode_s", "started", "worker", "node")}
-        record.update(status="done", error=None)
-        self.results[seg.id].update(record)
-        publish_json(path(".json"), {
-            "segment": seg.id, "shot": seg.shot, "hash": seg.hash, "frames": seg.frames, "seed": seg.seed,
-            "model": seg.model, "attempts": self.results[seg.id]["attempts"], **record})
-        if self.on_published:
-            self.on_published(seg.id)
-
-    def _deliver(self, failed_shots: list[str]) -> Path | None:
-        plan = self.plan
-        shots_dir = self.out / "shots"
-        shots_dir.mkdir(exist_ok=True)
-        files, fades = [], []
-        for shot in plan.shots:
-            if shot.id in failed_shots:
+    def _schedule(self) -> None:
+        now = time.time() - self.epoch
+        busy = {(a.job.id, a.seg.id) for a in self.running.values()}
+        ready, pending, owner = [], [], {}
+        for job in self.jobs.values():
+            if job.cancelled or job.delivered:
                 continue
-            path = shots_dir / f"{shot.id}.mp4"
-            stitch_shot([self.segments_dir / f"{g}.mp4" for g in shot.segments], path, plan.fps)
-            files.append(path)
-            fades.append(shot.crossfade_frames)
-        if not files:
-            return None
-        # a dissolve only joins two shots that both rendered
-        kept = [s for s in plan.shots if s.id not in failed_shots]
-        fades = [f if i + 1 < len(kept) and _adjacent(plan, kept[i].id, kept[i + 1].id) else 0
-                 for i, f in enumerate(fades)]
-        episode = self.out / "episode.mp4"
-        stitch_episode(files, fades, episode, plan.fps, audio=Path(plan.audio) if plan.audio else None)
-        return episode
+            for seg in job.unfinished():
+                if (job.id, seg.id) in busy:
+                    continue
+                task = job.task(seg)
+                owner[task.id] = (job, seg)
+                (ready if job.is_ready(seg) else pending).append(task)
+        if not ready:
+            return
+        running = [Running(a.job.task(a.seg), a.slot.node, (a.slot.gpu,), a.started - self.epoch,
+                           a.started - self.epoch + a.estimate) for a in self.running.values()]
+        view = View(now, Cluster(tuple(self.pool.nodes)), self.pool.free(), ready, pending, running,
+                    self.pool.resident())
+        taken: set[tuple[int, int]] = set()
+        for start in self.policy.decide(view):
+            job, seg = owner[start.task]
+            slot = self._pick_slot(job, seg, self.pool.slot(start.node, start.gpus[0]), taken)
+            if slot is None:
+                continue
+            taken.add(slot.key)
+            self._dispatch(job, seg, slot)
+
+    def _pick_slot(self, job: Job, seg: Segment, proposed: Slot, taken: set) -> Slot | None:
+        """The policy's slot, unless it failed this segment or this job twice: then another free one."""
+        tried = self.failed_on.get((job.id, seg.id), set())
+        free = [s for s in self.pool.slots if not s.busy and s.key not in taken and self.pool.usable(s, job.id)]
+        ok = [s for s in free if s.key not in tried]
+        for choice in (ok, free):
+            if proposed in choice:
+                return proposed
+            if choice:
+                return choice[0]
+        if not any(self.pool.usable(s, job.id) for s in self.pool.slots):
+            job.fail(seg, "every worker failed this job twice", job.results.get(seg.id, {}).get("attempts", 0))
+            self.progress[job.id].failed(seg)
+        return None
+
+    def _dispatch(self, job: Job, seg: Segment, slot: Slot) -> None:
+        attempts = job.results.setdefault(seg.id, {"attempts": 0})
+        try:
+            images = job.images_for(seg)
+        except (OSError, KeyError) as e:   # an input vanished since planning: no attempt can succeed
+            job.fail(seg, f"cannot read input: {e}", attempts["attempts"])
+            self.progress[job.id].failed(seg)
+            return
+        preset = job.plan.presets[seg.model]
+        offload = self.offload or (job.id, seg.id) in self.oom
+        n = job.ledger.start_attempt(job.id, seg.id, worker=slot.name, node=slot.node_id, degree=1, offload=offload)
+        attempts["attempts"] = n
+        estimate = seg.runtime(1)
+        timeout = preset.cost.timeout(estimate, loading=seg.model not in slot.resident)
+        ref = slot.actor.render.remote(preset, seg, images, self.banks.get((job.id, seg.model)), offload)
+        slot.busy = True
+        started = time.time()
+        self.running[ref] = Attempt(job, seg, slot, n, started, started + timeout, estimate)
+        self.progress[job.id].started(seg, slot.name)
+
+    def _collect(self, max_wait: float) -> None:
+        if not self.running:
+            return
+        now = time.time()
+        wait = max(0.0, min(max_wait, min(a.deadline for a in self.running.values()) - now))
+        done, _ = ray.wait(list(self.running), num_returns=1, timeout=wait)
+        for ref in done:
+            a = self.running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayActorError as e:
+                self.pool.replace(a.slot, f"died rendering {a.seg.id}")
+                self._failed(a, "died", _last_line(e))
+            except RayTaskError as e:
+                if isinstance(e.cause, OutOfMemory):
+                    self.oom.add((a.job.id, a.seg.id))
+                    a.slot.busy = False
+                    self._failed(a, "oom", _last_line(e), counts_against_worker=False)
+                else:
+                    a.slot.busy = False
+                    self._failed(a, "error", _last_line(e))
+            except ray.exceptions.TaskCancelledError:
+                a.slot.busy = False
+                a.job.ledger.end_attempt(a.job.id, a.seg.id, a.n, "cancelled", "job cancelled")
+            else:
+                a.slot.busy = False
+                a.slot.resident = set(result.get("resident", ()))
+                a.job.ledger.end_attempt(a.job.id, a.seg.id, a.n, "done")
+                a.job.publish(a.seg, result, a.n, self.cache)
+                self.progress[a.job.id].finished(a.seg, result)
+        now = time.time()
+        for ref, a in list(self.running.items()):
+            if now >= a.deadline:
+                del self.running[ref]
+                self.pool.replace(a.slot, f"timed out on {a.seg.id}")
+                self._failed(a, "timeout", f"no result after {a.deadline - a.started:.0f} s "
+                                           f"(the cost model expects {a.estimate:.0f} s)")
+
+    def _failed(self, a: Attempt, status: str, error: str, *, counts_against_worker: bool = True) -> None:
+        job, seg = a.job, a.seg
+        job.ledger.end_attempt(job.id, seg.id, a.n, status, error)
+        if counts_against_worker:
+            a.slot.failures[job.id] += 1
+            self.failed_on.setdefault((job.id, seg.id), set()).add(a.slot.key)
+        job.results[seg.id].update(error=error)
+        self.progress[job.id].retrying(seg, status)
+        if a.n >= MAX_ATTEMPTS or job.cancelled:
+            job.fail(seg, error, a.n)
+            self.progress[job.id].failed(seg)
+
+    def _finish(self, job: Job) -> None:
+        progress = self.progress[job.id]
+        if job.cancelled:
+            job.ledger.set_job_status(job.id, "cancelled")
+            job.delivered, job.episode = True, None
+        else:
+            progress.stage("stitching")
+            job.episode = job.deliver()
+            job.delivered = True
+            progress.stage("delivered")
+        progress.close()
+        job.close()
 
 
-def _adjacent(plan: Plan, a: str, b: str) -> bool:
-    ids = [s.id for s in plan.shots]
-    return ids.index(b) == ids.index(a) + 1
+def _last_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1][:500] if text else type(error).__name__
 
 
 def read_bank(path: Path) -> CharacterBank:
@@ -260,14 +317,24 @@ def check_cluster(plan: Plan) -> None:
         raise InputError([Problem(*p) for p in problems])
 
 
-def render(plan: Plan, preset: Preset, out: Path, *, gpus: int = 1, address: str | None = None,
-           show_progress: bool = True, offload: bool = False) -> RenderOutcome:
+def render(plan: Plan, out: Path, *, gpus: int = 1, address: str | None = None, show_progress: bool = True,
+           offload: bool = False, cache: SegmentCache | None = None, job_id: str | None = None,
+           config: dict | None = None, log: Callable[[str], None] = lambda _: None) -> RenderOutcome:
+    """Render one plan into `out` on a local Ray (or the cluster at `address`)."""
     connect(gpus, address)
     if address:
         check_cluster(plan)   # the workers' machines must have the weights, not this one
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    outcome = Driver(plan, preset, out, gpus, show_progress=show_progress, offload=offload).run()
+    job = Job(job_id or Job.new_id(plan.title.lower().replace(" ", "-") or "render"), plan, out,
+              config=config or {})
+    farm = Farm(gpus, cache=cache, offload=offload, log=log,
+                progress=lambda j: JobProgress(j, enabled=show_progress))
+    farm.add(job)
+    if job.reused or job.kept:
+        log(f"reused {job.reused + job.kept} of {len(plan.segments)} segments "
+            f"({job.kept} already in {out}, {job.reused} from the cache)")
+    farm.run()
     publish_json(out / "render.json", {"wall_s": time.time() - started, "gpus": gpus,
-                                       "failed_shots": outcome.failed_shots})
-    return outcome
+                                       "failed_shots": job.failed_shots, "reused": job.reused, "kept": job.kept})
+    return RenderOutcome(out, job.episode, job.results, job.failed_shots, job.reused, job.kept)

@@ -1,44 +1,97 @@
-"""Live progress on stderr: one bar for the whole render (frames, with ETA) and one row per shot."""
+"""Live progress of a job: one bar for the whole job (frames, ETA from the cost model) and one row
+per shot, on a terminal; or one line per change, for logs (a submitted job's `sakuga logs`)."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from storyboard.plan import Plan
+from storyboard.plan import Segment
 
 
-class RenderProgress:
-    def __init__(self, plan: Plan, *, enabled: bool = True):
-        self.plan = plan
-        console = Console(stderr=True)
+def eta_s(segments: list[Segment], done: set[str], gpus: int, speed: float = 1.0) -> float:
+    """Seconds left by the cost model: the longer of the remaining chain and the remaining work spread
+    over the GPUs, scaled by how fast segments have actually run against their estimates."""
+    left = [s for s in segments if s.id not in done]
+    finish: dict[str, float] = {}
+    for s in left:   # plan order puts dependencies first
+        finish[s.id] = max((finish.get(d, 0.0) for d in s.deps), default=0.0) + s.runtime(1)
+    chain = max(finish.values(), default=0.0)
+    return max(chain, sum(s.runtime(1) for s in left) / max(gpus, 1)) * speed
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class JobProgress:
+    def __init__(self, job, *, gpus: int = 1, enabled: bool = True, log: Callable[[str], None] | None = None):
+        self.job, self.gpus, self.log = job, gpus, log
+        self.estimated = self.actual = 0.0
+        plan = job.plan
         self.progress = Progress(
             TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[state]:<12}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, disable=not enabled, transient=False,
-        )
-        total = sum(s.frames for s in plan.segments)
-        self.overall = self.progress.add_task(f"[bold]{plan.title[:26]}", total=total, state="")
-        self.shots = {s.id: self.progress.add_task(f"  {s.id[:26]}", total=len(s.segments), state="queued")
+            TextColumn("{task.fields[state]:<26}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+            console=Console(stderr=True), disable=not enabled, transient=False)
+        self.overall = self.progress.add_task(f"[bold]{plan.title[:26]}", total=sum(s.frames for s in plan.segments),
+                                              state="", eta="")
+        self.shots = {s.id: self.progress.add_task(f"  {s.id[:26]}", total=len(s.segments), state="queued", eta="")
                       for s in plan.shots}
-        self.frames = {s.id: s.frames for s in plan.segments}
+        self.segments_of = {s.id: s.segments for s in plan.shots}
+        if enabled:
+            self.progress.start()
 
-    def __enter__(self) -> "RenderProgress":
-        self.progress.start()
-        return self
+    def _line(self, text: str) -> None:
+        if self.log:
+            self.log(f"[{self.job.id}] {text}")
 
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
+    def eta(self) -> float:
+        speed = self.actual / self.estimated if self.estimated else 1.0
+        return eta_s(self.job.plan.segments, self.job.done | self.job.dead, self.gpus, speed)
 
-    def started(self, segment_id: str, shot: str) -> None:
-        self.progress.update(self.shots[shot], state="rendering")
+    def _refresh(self) -> None:
+        done = sum(s.frames for s in self.job.plan.segments if s.id in self.job.done)
+        self.progress.update(self.overall, completed=done, eta=f"ETA {clock(self.eta())}")
+        for shot in self.job.plan.shots:
+            finished = sum(g in self.job.done for g in shot.segments)
+            self.progress.update(self.shots[shot.id], completed=finished)
 
-    def finished(self, segment_id: str, shot: str, *, shot_done: bool) -> None:
-        self.progress.advance(self.shots[shot])
-        self.progress.advance(self.overall, self.frames[segment_id])
-        self.progress.update(self.shots[shot], state="done" if shot_done else "rendering")
+    def opened(self) -> None:
+        for shot in self.job.plan.shots:
+            if all(g in self.job.done for g in shot.segments):
+                self.progress.update(self.shots[shot.id], state="done")
+        self._refresh()
+        reused = self.job.reused + self.job.kept
+        self._line(f"opened: {len(self.job.plan.segments)} segments, {reused} reused, ETA {clock(self.eta())}")
 
-    def failed(self, shot: str, state: str = "failed") -> None:
-        self.progress.update(self.shots[shot], state=f"[red]{state}")
+    def started(self, seg: Segment, worker: str) -> None:
+        self.progress.update(self.shots[seg.shot], state=f"{seg.id[-12:]} on {worker.split('-')[1]}")
+        self._line(f"{seg.id}: started on {worker}")
+
+    def finished(self, seg: Segment, result: dict) -> None:
+        self.estimated += seg.runtime(1)
+        self.actual += result.get("render_s", 0.0) + result.get("encode_s", 0.0)
+        shot_done = all(g in self.job.done for g in self.segments_of[seg.shot])
+        self.progress.update(self.shots[seg.shot], state="done" if shot_done else "rendering")
+        self._refresh()
+        count = len(self.job.done)
+        self._line(f"{seg.id}: done ({count}/{len(self.job.plan.segments)} segments, ETA {clock(self.eta())})")
+
+    def retrying(self, seg: Segment, why: str) -> None:
+        self.progress.update(self.shots[seg.shot], state=f"[yellow]retry ({why})")
+        self._line(f"{seg.id}: attempt failed ({why})")
+
+    def failed(self, seg: Segment) -> None:
+        self.progress.update(self.shots[seg.shot], state="[red]failed")
+        self._refresh()
+        self._line(f"{seg.id}: failed")
 
     def stage(self, text: str) -> None:
         self.progress.update(self.overall, state=text)
+        self._line(text)
+
+    def close(self) -> None:
+        self.progress.stop()

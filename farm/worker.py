@@ -48,33 +48,42 @@ def memory_budget_gb() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
 
 
-class EngineCache:
-    """Loaded engines by preset name, least recently used first; evicts to fit `budget_gb`."""
+class OutOfMemory(RuntimeError):
+    """The segment does not fit this worker's accelerator memory as loaded (retry with offload)."""
 
-    def __init__(self, budget_gb: float, load: Callable[[Preset], Engine]):
+
+class EngineCache:
+    """Loaded engines by preset name, least recently used first; evicts to fit `budget_gb`.
+    An offloaded engine keeps its weights in CPU memory, so it takes none of the budget."""
+
+    def __init__(self, budget_gb: float, load: Callable[[Preset, bool], Engine]):
         self.budget_gb, self.load = budget_gb, load
-        self.engines: OrderedDict[str, tuple[Preset, Engine]] = OrderedDict()
+        self.engines: OrderedDict[tuple[str, bool], tuple[float, Engine]] = OrderedDict()
         self.loads = 0
 
-    def get(self, preset: Preset) -> Engine:
-        if preset.name in self.engines:
-            self.engines.move_to_end(preset.name)
-            return self.engines[preset.name][1]
-        while self.engines and self.used_gb + preset.memory_gb > self.budget_gb:
+    def get(self, preset: Preset, offload: bool = False) -> Engine:
+        key = (preset.name, offload)
+        if key in self.engines:
+            self.engines.move_to_end(key)
+            return self.engines[key][1]
+        need = 0.0 if offload else preset.memory_gb
+        if need > self.budget_gb:
+            raise OutOfMemory(f"{preset.name} needs ~{preset.memory_gb:g} GB; this worker has {self.budget_gb:.1f} GB")
+        while self.engines and self.used_gb + need > self.budget_gb:
             self.engines.popitem(last=False)
             gc.collect()
             _release_accelerator_memory()
-        engine = self.load(preset)
+        engine = self.load(preset, offload)
         self.loads += 1
-        self.engines[preset.name] = (preset, engine)
+        self.engines[key] = (need, engine)
         return engine
 
     @property
     def used_gb(self) -> float:
-        return sum(p.memory_gb for p, _ in self.engines.values())
+        return sum(gb for gb, _ in self.engines.values())
 
     def resident(self) -> list[str]:
-        return list(self.engines)
+        return sorted({name for name, _ in self.engines})
 
 
 def _release_accelerator_memory() -> None:
@@ -87,15 +96,24 @@ def _release_accelerator_memory() -> None:
         pass
 
 
+def _oom_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import torch
+
+        return (OutOfMemory, torch.OutOfMemoryError)
+    except (ImportError, AttributeError):
+        return (OutOfMemory,)
+
+
 @ray.remote(num_cpus=0)
 class SegmentWorker:
-    def __init__(self, name: str, offload: bool = False, threads: int | None = None):
+    def __init__(self, name: str, threads: int | None = None):
         self.name = name
         if threads:   # logical GPUs on a CPU machine share its cores
             import torch
 
             torch.set_num_threads(threads)
-        self.engines = EngineCache(memory_budget_gb(), lambda p: create(p, offload=offload))
+        self.engines = EngineCache(memory_budget_gb(), lambda p, offload: create(p, offload=offload))
 
     def where(self) -> dict:
         return {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(),
@@ -121,13 +139,18 @@ class SegmentWorker:
         return engine.encoder_id, CharacterBank(engine.encode_characters(todo))
 
     def render(self, preset: Preset, segment: Segment, images: dict[ImageRef, bytes],
-               bank: CharacterBank | None = None) -> dict:
+               bank: CharacterBank | None = None, offload: bool = False) -> dict:
         started = time.time()
-        engine = self.engines.get(preset)
-        if bank is not None:
-            engine.use_bank(bank)
-        pictures = {ref: decode_image(data) for ref, data in images.items()}
-        rendered = engine.render(segment, pictures)
+        try:
+            engine = self.engines.get(preset, offload)
+            if bank is not None:
+                engine.use_bank(bank)
+            pictures = {ref: decode_image(data) for ref, data in images.items()}
+            rendered = engine.render(segment, pictures)
+        except _oom_errors() as e:
+            gc.collect()
+            _release_accelerator_memory()
+            raise OutOfMemory(str(e).splitlines()[0] if str(e) else "out of memory") from None
         frames = rendered.frames
         if frames.shape != (segment.frames, segment.height, segment.width, 3) or frames.dtype != np.uint8:
             raise RuntimeError(f"engine {preset.engine} returned frames of shape {frames.shape} "
@@ -144,4 +167,5 @@ class SegmentWorker:
             "started": started,
             "worker": self.name,
             "node": ray.get_runtime_context().get_node_id(),
+            "resident": self.engines.resident(),
         }

@@ -49,6 +49,14 @@ class CostModel(Strict):
     attention_s_per_ktoken2: float = Field(ge=0)
     decode_s_per_mpixel_frame: float = Field(ge=0)
     parallel_efficiency: dict[int, float] = Field(default_factory=lambda: {1: 1.0})
+    # the farm gives up on an attempt after max(timeout_min_s, timeout_factor x estimate), plus load_s
+    # when the worker does not hold the model yet: a hung GPU or a wedged NCCL call then costs minutes
+    load_s: float = Field(0.0, ge=0, le=86400, description="seconds to load the model on a worker")
+    timeout_factor: float = Field(4.0, ge=1.0, le=1000.0)
+    timeout_min_s: float = Field(120.0, gt=0, le=86400)
+
+    def timeout(self, estimate_s: float, loading: bool) -> float:
+        return max(self.timeout_min_s, self.timeout_factor * estimate_s) + (self.load_s if loading else 0.0)
 
     def runtime(self, *, tokens: int, steps: int, cfg: bool, mpixel_frames: float, degree: int = 1) -> float:
         ktok = tokens / 1000.0
@@ -70,7 +78,7 @@ class PresetDefaults(Sampling):
 
 class Preset(Strict):
     name: PresetName
-    engine: Literal["animatic", "wan"]
+    engine: Literal["animatic", "wan", "null"]
     description: str = ""
     fps: int = Field(16, ge=1, le=60)
     frame_grid: FrameGrid = Field(default_factory=FrameGrid)

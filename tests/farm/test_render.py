@@ -50,7 +50,7 @@ def test_storyboard_renders_through_ray_into_the_planned_cut(ray_cluster, storyb
     plan = build_plan(loaded := load(storyboard))
     assert [len(s.segments) for s in plan.shots] == [1, 2, 1]
     out = tmp_path / "out"
-    outcome = render(plan, loaded.preset, out, gpus=2, show_progress=False)
+    outcome = render(plan, out, gpus=2, show_progress=False)
     assert outcome.ok
 
     info = probe(out / "episode.mp4")
@@ -75,7 +75,7 @@ def test_storyboard_renders_through_ray_into_the_planned_cut(ray_cluster, storyb
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
     assert [r["segment"] for r in manifest] == [s.id for s in plan.segments]
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in manifest)
-    assert {r["worker"] for r in manifest} <= {"gpu-0", "gpu-1"}
+    assert {r["worker"] for r in manifest} <= {"n0-gpu0", "n0-gpu1"}
     assert all(r["hash"] == s.hash for r, s in zip(manifest, plan.segments))
     assert all("flicker" in dict(r["metrics"]) for r in manifest)
 
@@ -83,7 +83,7 @@ def test_storyboard_renders_through_ray_into_the_planned_cut(ray_cluster, storyb
 def test_chained_segment_starts_from_the_lossless_last_frame_of_its_parent(ray_cluster, storyboard, tmp_path):
     plan = build_plan(loaded := load(storyboard))
     out = tmp_path / "out"
-    render(plan, loaded.preset, out, gpus=1, show_progress=False)
+    render(plan, out, gpus=1, show_progress=False)
     last = np.asarray(Image.open(out / "segments" / "b.0.png").convert("RGB"))
     first_of_next = next(iter(read_frames(out / "segments" / "b.1.mp4")))
     # frame 0 of b.1 is b.0's last frame, through one H.264 encode only
@@ -113,7 +113,7 @@ def test_a_shot_that_cannot_render_is_reported_and_the_rest_is_delivered(ray_clu
         "      - {id: c, frames: 9, prompt: c, start: previous}\n")
     plan = build_plan(loaded := load(tmp_path / "sb.yaml"))
     (tmp_path / "blue.png").unlink()          # gone between planning and rendering
-    outcome = render(plan, loaded.preset, tmp_path / "out", gpus=2, show_progress=False)
+    outcome = render(plan, tmp_path / "out", gpus=2, show_progress=False)
     assert outcome.failed_shots == ["b", "c"]
     status = {r["segment"]: (r["status"], r["error"] or "")
               for r in pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()}

@@ -114,16 +114,16 @@ def test_a_worker_evicts_the_least_recently_used_engine_when_memory_runs_out():
     small, big, other = (base.model_copy(update={"name": n, "memory_gb": gb})
                          for n, gb in (("small", 30.0), ("big", 50.0), ("other", 20.0)))
     loaded = []
-    cache = EngineCache(80.0, lambda p: loaded.append(p.name) or object())
+    cache = EngineCache(80.0, lambda p, offload: loaded.append(p.name) or object())
     cache.get(small)
     cache.get(big)                  # 30 + 50 fits in 80
     cache.get(small)                # used again: now `big` is the least recently used
     cache.get(other)                # 30 + 50 + 20 > 80: `big` goes
-    assert cache.resident() == ["small", "other"]
+    assert cache.resident() == ["other", "small"]
     cache.get(small)
     assert loaded == ["small", "big", "other"]   # `small` never reloaded
     cache.get(big)                  # needs 50: `other` (least recent) and then... 30 + 50 fits
-    assert cache.resident() == ["small", "big"] and cache.used_gb == 80.0
+    assert cache.resident() == ["big", "small"] and cache.used_gb == 80.0
 
 
 def test_a_misspelt_engine_option_is_reported_on_its_preset_line(tmp_path, monkeypatch, sakuga):
