@@ -55,10 +55,10 @@ def create(preset: Preset, *, offload: bool = False) -> Engine:
         from .wan import WanEngine
 
         return WanEngine(preset, offload=offload)
-    if preset.engine == "null":
-        from .null import NullEngine
+    if preset.engine == "noop":
+        from .noop import NoopEngine
 
-        return NullEngine(preset)
+        return NoopEngine(preset)
     raise ValueError(f"unknown engine {preset.engine!r} in preset {preset.name!r}")
 
 

@@ -222,6 +222,172 @@ def _existing_job(out: Path) -> str | None:
     return jobs[-1]["id"] if jobs else None
 
 
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray dashboard of the cluster (default $RAY_ADDRESS, else http://127.0.0.1:8265).")]
+PriorityOpt = Annotated[str, typer.Option("--priority", help="low, normal, high, urgent or an integer (higher goes first).")]
+
+
+def _priority(text: str) -> int:
+    from .job import parse_priority
+
+    try:
+        return parse_priority(text)
+    except ValueError as e:
+        raise InputError.single("--priority", str(e)) from None
+
+
+def _cluster_call(fn):
+    """Run a cluster request; an unreachable or refusing cluster is exit 1 with one line, no traceback."""
+    from .cluster import ClusterError
+
+    try:
+        return fn()
+    except ClusterError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def submit(
+    file: Path,
+    address: AddressOpt = None,
+    priority: PriorityOpt = "normal",
+    out: Annotated[str | None, typer.Option("--out", help="Output folder on the cluster (default ~/sakuga/jobs/JOB on the head).")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="Model preset (overrides the storyboard's).")] = None,
+) -> None:
+    """Submit a render to the studio cluster's queue (Ray Job API); prints the job id."""
+    from .cluster import submit as send
+
+    try:
+        level = _priority(priority)
+        _, p = _load(file, engine, None)
+    except InputError as e:
+        _fail(e)
+    try:
+        job = _cluster_call(lambda: send(file, p, address=address, priority=level, out=out, engine=engine))
+    except InputError as e:
+        _fail(e)
+    typer.echo(job)
+
+
+@app.command()
+def batch(
+    files: Annotated[list[Path], typer.Argument(help="Storyboards, PV scripts or AniSora prompt files.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder; each file renders into OUT/<file stem>.")],
+    priority: PriorityOpt = "low",
+    address: Annotated[str | None, typer.Option("--address", help="Submit each file to this cluster's queue instead of rendering here.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers for a local batch.")] = 1,
+    engine: Annotated[str | None, typer.Option("--engine", help="Model preset (overrides each file's).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Queue many files (overnight PV batches). With --address they join the cluster's queue at
+    PRIORITY, filling idle GPUs while more urgent jobs go first; else they render here together."""
+    plans, problems = [], []
+    try:
+        level = _priority(priority)
+    except InputError as e:
+        _fail(e)
+    stems = [f.stem for f in files]
+    for f in files:
+        try:
+            plans.append(_load(f, engine, None)[1])
+        except InputError as e:
+            problems += e.problems
+    for f in files:
+        if stems.count(f.stem) > 1:
+            problems.append(InputError.single(f, f"two files named {f.stem!r}: each renders into OUT/{f.stem}").problems[0])
+    if problems:
+        _fail(InputError(problems))
+    if address:
+        from .cluster import submit as send
+
+        for f, p in zip(files, plans):
+            job = _cluster_call(lambda f=f, p=p: send(f, p, address=address, priority=level,
+                                                      out=str(out / f.stem), engine=engine))
+            typer.echo(job)
+        return
+    from .cache import SegmentCache, default_cache_dir
+    from .driver import render_jobs
+    from .job import Job
+
+    jobs = [Job(Job.new_id(f.stem), p, out / f.stem, level, {"source": str(f.resolve()), "engine": engine, "gpus": gpus})
+            for f, p in zip(files, plans)]
+    store = None if no_cache else SegmentCache(cache or default_cache_dir())
+    outcomes = render_jobs(jobs, gpus=gpus, show_progress=not quiet, cache=store,
+                           log=lambda line: typer.echo(line, err=True))
+    failed = [o for o in outcomes if not o.ok]
+    for o in outcomes:
+        typer.echo(str(o.episode.resolve()) if o.episode else f"{o.out}: nothing delivered")
+    if failed:
+        typer.echo(f"error: {len(failed)} of {len(outcomes)} renders had failed shots", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("run-job", hidden=True)
+def run_job(
+    file: Path,
+    job_id: Annotated[str, typer.Option("--job-id")],
+    priority: Annotated[int, typer.Option("--priority")] = 0,
+    out: Annotated[str | None, typer.Option("--out")] = None,
+    engine: Annotated[str | None, typer.Option("--engine")] = None,
+) -> None:
+    """Entrypoint of a submitted job, on the cluster: hand the plan to the farm service and follow it."""
+    try:
+        _, p = _load(file, engine, None)
+    except InputError as e:
+        _fail(e)
+    from .submitted import follow
+
+    raise typer.Exit(follow(p, file, job_id, priority, out, engine))
+
+
+@app.command()
+def jobs(address: AddressOpt = None) -> None:
+    """List the cluster's sakuga jobs."""
+    from .cluster import sakuga_jobs
+
+    for j in sorted(_cluster_call(lambda: sakuga_jobs(address)), key=lambda j: j.start_time or 0):
+        meta = j.metadata or {}
+        typer.echo(f"{j.submission_id:<32} {str(j.status.value if hasattr(j.status, 'value') else j.status):<10} "
+                   f"priority {meta.get('priority', '0'):>4}  {meta.get('source', '')}")
+
+
+@app.command()
+def status(
+    target: Annotated[str, typer.Argument(help="A render's output folder (reads its ledger), or a cluster job id.")],
+    address: AddressOpt = None,
+) -> None:
+    """Per-job and per-segment state with ETA: from OUT/ledger.sqlite, or from the cluster for a job id."""
+    from .status import cluster_status, ledger_status
+
+    folder = Path(target)
+    if (folder / "ledger.sqlite").is_file():
+        try:
+            typer.echo(ledger_status(folder))
+        except InputError as e:
+            _fail(e)
+        return
+    typer.echo(_cluster_call(lambda: cluster_status(address, target)))
+
+
+@app.command()
+def logs(job: str, address: AddressOpt = None) -> None:
+    """Print a cluster job's log (its progress lines)."""
+    from .cluster import call
+
+    typer.echo(_cluster_call(lambda: call(address, "get_job_logs", job)), nl=False)
+
+
+@app.command()
+def cancel(job: str, address: AddressOpt = None) -> None:
+    """Cancel a cluster job: its running segments stop, published ones stay."""
+    from .cluster import call
+
+    stopped = _cluster_call(lambda: call(address, "stop_job", job))
+    typer.echo(f"{job}: {'cancelling' if stopped else 'already finished'}")
+
+
 @app.command()
 def schema() -> None:
     """Print the storyboard JSON Schema (for editors' autocompletion)."""

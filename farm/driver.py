@@ -63,7 +63,7 @@ def connect(gpus: int, address: str | None) -> None:
         if address:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, 1), num_gpus=gpus, include_dashboard=False,
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, 1), num_gpus=gpus, include_dashboard=False,
                      logging_level="WARNING", log_to_driver=False)
     have = int(ray.cluster_resources().get("GPU", 0))
     if have < gpus:
@@ -106,8 +106,10 @@ class Farm:
             return False
         job.cancelled = True
         for ref, a in list(self.running.items()):
-            if a.job is job:
-                ray.cancel(ref, force=True)
+            if a.job is job:   # a running actor task cannot be interrupted: replace its worker
+                del self.running[ref]
+                self.pool.replace(a.slot, f"job {job.id} cancelled")
+                job.ledger.end_attempt(job.id, a.seg.id, a.n, "cancelled", "job cancelled")
         return True
 
     def _build_banks(self, job: Job) -> None:
@@ -248,9 +250,6 @@ class Farm:
                 else:
                     a.slot.busy = False
                     self._failed(a, "error", _last_line(e))
-            except ray.exceptions.TaskCancelledError:
-                a.slot.busy = False
-                a.job.ledger.end_attempt(a.job.id, a.seg.id, a.n, "cancelled", "job cancelled")
             else:
                 a.slot.busy = False
                 a.slot.resident = set(result.get("resident", ()))
@@ -321,20 +320,38 @@ def render(plan: Plan, out: Path, *, gpus: int = 1, address: str | None = None, 
            offload: bool = False, cache: SegmentCache | None = None, job_id: str | None = None,
            config: dict | None = None, log: Callable[[str], None] = lambda _: None) -> RenderOutcome:
     """Render one plan into `out` on a local Ray (or the cluster at `address`)."""
+    job = Job(job_id or Job.new_id(_stem(plan.title)), plan, out, config=config or {})
+    [outcome] = render_jobs([job], gpus=gpus, address=address, show_progress=show_progress, offload=offload,
+                            cache=cache, log=log)
+    return outcome
+
+
+def render_jobs(jobs: list[Job], *, gpus: int = 1, address: str | None = None, show_progress: bool = True,
+                offload: bool = False, cache: SegmentCache | None = None,
+                log: Callable[[str], None] = lambda _: None) -> list[RenderOutcome]:
+    """Render several jobs together on one worker pool (a local batch), by priority."""
     connect(gpus, address)
     if address:
-        check_cluster(plan)   # the workers' machines must have the weights, not this one
-    out.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            check_cluster(job.plan)   # the workers' machines must have the weights, not this one
     started = time.time()
-    job = Job(job_id or Job.new_id(plan.title.lower().replace(" ", "-") or "render"), plan, out,
-              config=config or {})
     farm = Farm(gpus, cache=cache, offload=offload, log=log,
-                progress=lambda j: JobProgress(j, enabled=show_progress))
-    farm.add(job)
-    if job.reused or job.kept:
-        log(f"reused {job.reused + job.kept} of {len(plan.segments)} segments "
-            f"({job.kept} already in {out}, {job.reused} from the cache)")
+                progress=lambda j: JobProgress(j, gpus=gpus, enabled=show_progress))
+    for job in jobs:
+        job.out.mkdir(parents=True, exist_ok=True)
+        farm.add(job)
+        if job.reused or job.kept:
+            log(f"{job.out}: reused {job.reused + job.kept} of {len(job.plan.segments)} segments "
+                f"({job.kept} already there, {job.reused} from the cache)")
     farm.run()
-    publish_json(out / "render.json", {"wall_s": time.time() - started, "gpus": gpus,
-                                       "failed_shots": job.failed_shots, "reused": job.reused, "kept": job.kept})
-    return RenderOutcome(out, job.episode, job.results, job.failed_shots, job.reused, job.kept)
+    outcomes = []
+    for job in jobs:
+        publish_json(job.out / "render.json", {"wall_s": time.time() - started, "gpus": gpus,
+                                               "failed_shots": job.failed_shots, "reused": job.reused,
+                                               "kept": job.kept})
+        outcomes.append(RenderOutcome(job.out, job.episode, job.results, job.failed_shots, job.reused, job.kept))
+    return outcomes
+
+
+def _stem(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-") or "render"

@@ -2,7 +2,6 @@
 per shot, on a terminal; or one line per change, for logs (a submitted job's `sakuga logs`)."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from rich.console import Console
@@ -11,15 +10,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from storyboard.plan import Segment
 
 
-def eta_s(segments: list[Segment], done: set[str], gpus: int, speed: float = 1.0) -> float:
-    """Seconds left by the cost model: the longer of the remaining chain and the remaining work spread
-    over the GPUs, scaled by how fast segments have actually run against their estimates."""
-    left = [s for s in segments if s.id not in done]
+def eta_s(segments: list[tuple[str, tuple[str, ...], float]], done: set[str], gpus: int, speed: float = 1.0) -> float:
+    """Seconds left by the cost model for (id, deps, estimated seconds) in plan order: the longer of the
+    remaining chain and the remaining work spread over the GPUs, scaled by how fast segments have
+    actually run against their estimates."""
     finish: dict[str, float] = {}
-    for s in left:   # plan order puts dependencies first
-        finish[s.id] = max((finish.get(d, 0.0) for d in s.deps), default=0.0) + s.runtime(1)
+    for sid, deps, estimate in segments:   # plan order puts dependencies first
+        if sid not in done:
+            finish[sid] = max((finish.get(d, 0.0) for d in deps), default=0.0) + estimate
     chain = max(finish.values(), default=0.0)
-    return max(chain, sum(s.runtime(1) for s in left) / max(gpus, 1)) * speed
+    return max(chain, sum(e for s, _, e in segments if s not in done) / max(gpus, 1)) * speed
 
 
 def clock(seconds: float) -> str:
@@ -50,7 +50,8 @@ class JobProgress:
 
     def eta(self) -> float:
         speed = self.actual / self.estimated if self.estimated else 1.0
-        return eta_s(self.job.plan.segments, self.job.done | self.job.dead, self.gpus, speed)
+        items = [(s.id, s.deps, s.runtime(1)) for s in self.job.plan.segments]
+        return eta_s(items, self.job.done | self.job.dead, self.gpus, speed)
 
     def _refresh(self) -> None:
         done = sum(s.frames for s in self.job.plan.segments if s.id in self.job.done)

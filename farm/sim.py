@@ -240,7 +240,7 @@ def check_schedule(workload: Workload, schedule: Schedule) -> list[str]:
             busy.setdefault((a.node, g), []).append((a.start, a.end, a.id))
     for (node, gpu), spans in busy.items():
         spans.sort()
-        for (s0, e0, i0), (s1, _, i1) in zip(spans, spans[1:]):
+        for (_, e0, i0), (s1, _, i1) in zip(spans, spans[1:]):
             if s1 + 1e-6 < e0:
                 problems.append(f"node {node} GPU {gpu} runs {i0} and {i1} at once")
     return problems

@@ -78,7 +78,7 @@ class PresetDefaults(Sampling):
 
 class Preset(Strict):
     name: PresetName
-    engine: Literal["animatic", "wan", "null"]
+    engine: Literal["animatic", "wan", "noop"]
     description: str = ""
     fps: int = Field(16, ge=1, le=60)
     frame_grid: FrameGrid = Field(default_factory=FrameGrid)

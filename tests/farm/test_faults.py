@@ -43,7 +43,7 @@ scenes:
 
 @pytest.fixture
 def presets(tmp_path, monkeypatch) -> Path:
-    """Null-engine presets under $SAKUGA_MODELS that stand in for GPU work of a given length."""
+    """No-op engine presets under $SAKUGA_MODELS that stand in for GPU work of a given length."""
     folder = tmp_path / "presets"
     folder.mkdir()
     monkeypatch.setenv("SAKUGA_MODELS", str(folder))
@@ -51,7 +51,7 @@ def presets(tmp_path, monkeypatch) -> Path:
 
 
 def preset(folder: Path, name: str, sleep_s: float, **cost) -> str:
-    data = yaml.safe_load((ROOT / "configs" / "models" / "null.yaml").read_text())
+    data = yaml.safe_load((ROOT / "configs" / "models" / "noop.yaml").read_text())
     data.update(name=name, options={"sleep_s": sleep_s})
     data["cost"].update(cost)
     if "memory_gb" in cost:

@@ -47,7 +47,7 @@ def close(frame: np.ndarray, colour, tol: float = 25.0) -> bool:
 
 
 def test_storyboard_renders_through_ray_into_the_planned_cut(ray_cluster, storyboard, tmp_path):
-    plan = build_plan(loaded := load(storyboard))
+    plan = build_plan(load(storyboard))
     assert [len(s.segments) for s in plan.shots] == [1, 2, 1]
     out = tmp_path / "out"
     outcome = render(plan, out, gpus=2, show_progress=False)
@@ -81,7 +81,7 @@ def test_storyboard_renders_through_ray_into_the_planned_cut(ray_cluster, storyb
 
 
 def test_chained_segment_starts_from_the_lossless_last_frame_of_its_parent(ray_cluster, storyboard, tmp_path):
-    plan = build_plan(loaded := load(storyboard))
+    plan = build_plan(load(storyboard))
     out = tmp_path / "out"
     render(plan, out, gpus=1, show_progress=False)
     last = np.asarray(Image.open(out / "segments" / "b.0.png").convert("RGB"))
@@ -111,7 +111,7 @@ def test_a_shot_that_cannot_render_is_reported_and_the_rest_is_delivered(ray_clu
         "      - {id: a, frames: 9, prompt: a, start: red.png}\n"
         "      - {id: b, frames: 9, prompt: b, start: blue.png}\n"
         "      - {id: c, frames: 9, prompt: c, start: previous}\n")
-    plan = build_plan(loaded := load(tmp_path / "sb.yaml"))
+    plan = build_plan(load(tmp_path / "sb.yaml"))
     (tmp_path / "blue.png").unlink()          # gone between planning and rendering
     outcome = render(plan, tmp_path / "out", gpus=2, show_progress=False)
     assert outcome.failed_shots == ["b", "c"]

@@ -1,4 +1,4 @@
-"""The null engine: flat grey frames after an optional sleep, with no model.
+"""The no-op engine: flat grey frames after an optional sleep, with no model.
 
 It stands in for GPU work where only the farm is under test: the orchestration-overhead benchmark
 (`bench/overhead.py`) and the chaos tests, whose `sleep_s` option keeps a segment busy long enough to
@@ -18,7 +18,7 @@ from .animatic import option
 from .base import Progress, Rendered
 
 
-class NullEngine:
+class NoopEngine:
     encoder_id = None
 
     def __init__(self, preset: Preset):
