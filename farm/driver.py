@@ -149,10 +149,10 @@ class Farm:
         finally:
             self.pool.shutdown()
 
-    def step(self, max_wait: float = 1.0) -> None:
+    def step(self, max_wait: float = 1.0, deliver: bool = True) -> None:
         self._schedule()
         self._collect(max_wait)
-        for job in list(self.jobs.values()):
+        for job in list(self.jobs.values()) if deliver else []:
             if not job.delivered and (job.finished or job.cancelled) and not self._running_for(job):
                 self._finish(job)
 
@@ -179,7 +179,7 @@ class Farm:
                 task = job.task(seg)
                 owner[task.id] = (job, seg)
                 (ready if job.is_ready(seg) else pending).append(task)
-        if not ready:
+        if not ready or not any(not s.busy for s in self.pool.slots):
             return
         running = [Running(a.job.task(a.seg), a.slot.node, (a.slot.gpu,), a.started - self.epoch,
                            a.started - self.epoch + a.estimate) for a in self.running.values()]
@@ -253,7 +253,9 @@ class Farm:
             else:
                 a.slot.busy = False
                 a.slot.resident = set(result.get("resident", ()))
-                a.job.ledger.end_attempt(a.job.id, a.seg.id, a.n, "done")
+                # keep the freed GPU busy with independent work while this segment is written out;
+                # its dependents wait until it is published
+                self._schedule()
                 a.job.publish(a.seg, result, a.n, self.cache)
                 self.progress[a.job.id].finished(a.seg, result)
         now = time.time()
@@ -343,7 +345,12 @@ def render_jobs(jobs: list[Job], *, gpus: int = 1, address: str | None = None, s
         if job.reused or job.kept:
             log(f"{job.out}: reused {job.reused + job.kept} of {len(job.plan.segments)} segments "
                 f"({job.kept} already there, {job.reused} from the cache)")
-    farm.run()
+    try:
+        farm.run()
+    except KeyboardInterrupt:
+        log("interrupted: published segments are kept; continue with `sakuga resume "
+            + " ".join(str(j.out) for j in jobs) + "`")
+        raise
     outcomes = []
     for job in jobs:
         publish_json(job.out / "render.json", {"wall_s": time.time() - started, "gpus": gpus,

@@ -19,7 +19,7 @@ from .cache import SegmentCache, bytes_sha256, file_sha256
 from .ledger import Ledger
 from .manifest import write_manifest
 from .policy import Task
-from .publish import publish_bytes, publish_json
+from .publish import json_bytes, publish_json, publish_many
 from .stitch import stitch_episode, stitch_shot
 
 MAX_ATTEMPTS = 3
@@ -152,21 +152,23 @@ class Job:
     # -- results ------------------------------------------------------------------------------------
 
     def publish(self, seg: Segment, result: dict, attempts: int, cache: SegmentCache | None) -> None:
-        publish_bytes(self._path(seg.id, ".mp4"), result["mp4"])
-        publish_bytes(self._path(seg.id, ".png"), result["last_png"])
         self._pngs[seg.id] = result["last_png"]
         record = {k: result[k] for k in ("metrics", "render_s", "encode_s", "started", "worker", "node")}
         record.update(png_sha256=bytes_sha256(result["last_png"]), origin="rendered")
-        self._write_record(seg, record, attempts)
-        self.ledger.publish(self.id, seg.id, file_sha256=bytes_sha256(result["mp4"]), record=record)
+        publish_many({self._path(seg.id, ".mp4"): result["mp4"], self._path(seg.id, ".png"): result["last_png"],
+                      self._path(seg.id, ".json"): json_bytes(self._sidecar(seg, record, attempts))})
+        self.ledger.publish(self.id, seg.id, file_sha256=bytes_sha256(result["mp4"]), record=record, attempt=attempts)
         if cache is not None:
             cache.put(seg.hash, {".mp4": result["mp4"], ".png": result["last_png"]}, record)
         self._mark_done(seg, record, attempts, "rendered")
 
     def _write_record(self, seg: Segment, record: dict, attempts: int) -> None:
-        publish_json(self._path(seg.id, ".json"), {
-            "segment": seg.id, "shot": seg.shot, "hash": seg.hash, "frames": seg.frames, "seed": seg.seed,
-            "model": seg.model, "attempts": attempts, **record})
+        publish_json(self._path(seg.id, ".json"), self._sidecar(seg, record, attempts))
+
+    @staticmethod
+    def _sidecar(seg: Segment, record: dict, attempts: int) -> dict:
+        return {"segment": seg.id, "shot": seg.shot, "hash": seg.hash, "frames": seg.frames, "seed": seg.seed,
+                "model": seg.model, "attempts": attempts, **record}
 
     def fail(self, seg: Segment, error: str, attempts: int, status: str = "failed") -> None:
         """Give up on a segment and everything downstream of it."""

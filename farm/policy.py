@@ -182,6 +182,8 @@ class Moldable:
         tasks = view.ready + view.pending
         widest, total = view.cluster.widest, max(view.cluster.total, 1)
         degree = {t.id: t.efficient_degree(widest) for t in tasks}
+        if all(len(t.degrees(widest)) == 1 for t in tasks):
+            return degree   # nothing to mould
         remaining = {r.task.id: max(r.end - view.now, 0.0) for r in view.running}
         busy = sum(len(r.gpus) * remaining[r.task.id] for r in view.running)
         area = busy + sum(degree[t.id] * t.runtime[degree[t.id]] for t in tasks)

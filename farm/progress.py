@@ -53,12 +53,14 @@ class JobProgress:
         items = [(s.id, s.deps, s.runtime(1)) for s in self.job.plan.segments]
         return eta_s(items, self.job.done | self.job.dead, self.gpus, speed)
 
-    def _refresh(self) -> None:
+    def _refresh(self, shots: list[str] | None = None) -> None:
+        if self.progress.disable and not self.log:
+            return
         done = sum(s.frames for s in self.job.plan.segments if s.id in self.job.done)
         self.progress.update(self.overall, completed=done, eta=f"ETA {clock(self.eta())}")
-        for shot in self.job.plan.shots:
-            finished = sum(g in self.job.done for g in shot.segments)
-            self.progress.update(self.shots[shot.id], completed=finished)
+        for shot in shots if shots is not None else list(self.segments_of):
+            finished = sum(g in self.job.done for g in self.segments_of[shot])
+            self.progress.update(self.shots[shot], completed=finished)
 
     def opened(self) -> None:
         for shot in self.job.plan.shots:
@@ -77,9 +79,10 @@ class JobProgress:
         self.actual += result.get("render_s", 0.0) + result.get("encode_s", 0.0)
         shot_done = all(g in self.job.done for g in self.segments_of[seg.shot])
         self.progress.update(self.shots[seg.shot], state="done" if shot_done else "rendering")
-        self._refresh()
+        self._refresh([seg.shot])
         count = len(self.job.done)
-        self._line(f"{seg.id}: done ({count}/{len(self.job.plan.segments)} segments, ETA {clock(self.eta())})")
+        if self.log:
+            self._line(f"{seg.id}: done ({count}/{len(self.job.plan.segments)} segments, ETA {clock(self.eta())})")
 
     def retrying(self, seg: Segment, why: str) -> None:
         self.progress.update(self.shots[seg.shot], state=f"[yellow]retry ({why})")
@@ -87,7 +90,7 @@ class JobProgress:
 
     def failed(self, seg: Segment) -> None:
         self.progress.update(self.shots[seg.shot], state="[red]failed")
-        self._refresh()
+        self._refresh([seg.shot])
         self._line(f"{seg.id}: failed")
 
     def stage(self, text: str) -> None:

@@ -46,7 +46,31 @@ def publish_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def publish_json(path: str | os.PathLike, obj: object) -> None:
-    publish_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+    publish_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj: object) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def publish_many(files: dict[Path, bytes]) -> None:
+    """Publish several files of one folder, each atomically, flushing the folder entry once."""
+    folders = set()
+    for path, data in files.items():
+        path = Path(path)
+        tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        folders.add(path.parent)
+    for folder in folders:
+        _fsync_dir(folder)
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> int:

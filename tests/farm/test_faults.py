@@ -230,3 +230,32 @@ def test_out_of_memory_is_retried_with_offload(ray_cluster, presets, tmp_path):
         for seg in plan.segments:
             tries = ledger.attempts(job, seg.id)
             assert [(t["status"], t["offload"]) for t in tries] == [("oom", 0), ("done", 1)]
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_ledger(presets, tmp_path):
+    sb = storyboard(tmp_path, preset(presets, "slow", 1.0))
+    out = tmp_path / "out"
+    env = {**os.environ, "SAKUGA_MODELS": str(presets)}
+    cli = [sys.executable, "-c", "from farm.cli import main; main()"]
+    driver = subprocess.Popen([*cli, "render", sb, "--out", out, "--no-cache", "-q"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def published():
+        if not (out / "ledger.sqlite").is_file():
+            return False
+        with Ledger(out / "ledger.sqlite") as ledger:
+            jobs = ledger.jobs()
+            return bool(jobs) and ledger.counts(jobs[-1]["id"]).get("published", 0) >= 1
+    wait_for(published, timeout=120)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130
+    assert "sakuga resume" in err and "Traceback" not in err
+    with Ledger(out / "ledger.sqlite") as ledger:
+        job = ledger.jobs()[-1]
+        assert job["status"] == "interrupted"
+        assert "running" not in ledger.counts(job["id"])
+        assert all(a["status"] != "running" for a in ledger.attempts(job["id"]))
+    result = subprocess.run([*cli, "resume", out, "-q"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert probe(out / "episode.mp4")["frames"] == plan_of(sb).episode_frames
