@@ -83,6 +83,7 @@ class Farm:
         self.oom: set[tuple[str, str]] = set()              # (job, segment) that ran out of memory
         self.failed_on: dict[tuple[str, str], set[tuple[int, int]]] = {}   # slots a segment failed on
         self.banks: dict[tuple[str, str], ray.ObjectRef] = {}
+        self.publishing: tuple[str, str] | None = None    # finished, being written out
         self.epoch = time.time()
         self.pool = WorkerPool(gpus, on_event=self._worker_event)
 
@@ -168,7 +169,7 @@ class Farm:
 
     def _schedule(self) -> None:
         now = time.time() - self.epoch
-        busy = {(a.job.id, a.seg.id) for a in self.running.values()}
+        busy = {(a.job.id, a.seg.id) for a in self.running.values()} | {self.publishing}
         ready, pending, owner = [], [], {}
         for job in self.jobs.values():
             if job.cancelled or job.delivered:
@@ -255,8 +256,12 @@ class Farm:
                 a.slot.resident = set(result.get("resident", ()))
                 # keep the freed GPU busy with independent work while this segment is written out;
                 # its dependents wait until it is published
-                self._schedule()
-                a.job.publish(a.seg, result, a.n, self.cache)
+                self.publishing = (a.job.id, a.seg.id)
+                try:
+                    self._schedule()
+                    a.job.publish(a.seg, result, a.n, self.cache)
+                finally:
+                    self.publishing = None
                 self.progress[a.job.id].finished(a.seg, result)
         now = time.time()
         for ref, a in list(self.running.items()):

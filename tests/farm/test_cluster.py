@@ -145,6 +145,7 @@ def test_an_urgent_job_overtakes_a_low_priority_batch(head, tmp_path):
         with Ledger(out / "ledger.sqlite") as ledger:
             return ledger.attempts(ledger.jobs()[-1]["id"])
     urgent_starts = [a["started"] for a in attempts(tmp_path / "urgent-out")]
+    assert [a["status"] for a in attempts(tmp_path / "urgent-out")] == ["done"] * 3, attempts(tmp_path / "urgent-out")
     batch = [a for i in range(2) for a in attempts(tmp_path / "night" / f"pv{i}")]
     later = [a["started"] for a in batch if a["started"] > min(urgent_starts)]
     assert later, "the batch was over before the urgent job arrived: nothing was tested"
