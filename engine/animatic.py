@@ -53,7 +53,7 @@ from PIL import Image, ImageDraw, ImageFont
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
-from .base import Progress, Rendered
+from .base import NoBank, Progress, Rendered
 from .fit import fit_cover
 
 ZOOM_PER_S = 0.05      # scale factor growth a second: (1 + 0.05) ** seconds
@@ -75,17 +75,9 @@ class AnimaticRendered(Rendered):
         return self.frames[-1] if self.clean_last is None else self.clean_last
 
 
-class AnimaticEngine:
-    encoder_id = None   # no image encoder: no character bank, no similarity metric
-
+class AnimaticEngine(NoBank):
     def __init__(self, preset: Preset):
         self.preset = preset
-
-    def encode_characters(self, wanted) -> list:
-        return []
-
-    def use_bank(self, bank) -> None:
-        pass
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
                progress: Progress | None = None) -> AnimaticRendered:

@@ -45,6 +45,17 @@ class Engine(Protocol):
     def use_bank(self, bank: CharacterBank) -> None: ...
 
 
+class NoBank:
+    """For engines without an image encoder: no character bank, no similarity metric."""
+    encoder_id = None
+
+    def encode_characters(self, wanted) -> list:
+        return []
+
+    def use_bank(self, bank) -> None:
+        pass
+
+
 def create(preset: Preset, *, offload: bool = False) -> Engine:
     """Build (and load) the engine a preset names."""
     if preset.engine == "animatic":

@@ -15,20 +15,12 @@ from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
 from .animatic import option
-from .base import Progress, Rendered
+from .base import NoBank, Progress, Rendered
 
 
-class NoopEngine:
-    encoder_id = None
-
+class NoopEngine(NoBank):
     def __init__(self, preset: Preset):
         self.preset = preset
-
-    def encode_characters(self, wanted) -> list:
-        return []
-
-    def use_bank(self, bank) -> None:
-        pass
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
                progress: Progress | None = None) -> Rendered:

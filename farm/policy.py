@@ -102,19 +102,24 @@ def _place(task: Task, degree: int, free: dict[int, list[int]], resident: Mappin
     return Start(task.id, node, tuple(sorted(gpus)))
 
 
+def _in_release_order(view: View, degree) -> list[Start]:
+    """Start ready tasks in release order at `degree(task)` until one does not fit (no backfilling)."""
+    free = {n: list(g) for n, g in view.free.items()}
+    starts = []
+    for task in sorted(view.ready, key=lambda t: t.release):
+        start = _place(task, degree(task), free, view.resident)
+        if start is None:
+            break
+        starts.append(start)
+    return starts
+
+
 class Fifo1:
-    """Baseline: one GPU per task, in release then submission order."""
+    """Baseline: one GPU per task (its narrowest degree), in release then submission order."""
     name = "fifo1"
 
     def decide(self, view: View) -> list[Start]:
-        free = {n: list(g) for n, g in view.free.items()}
-        starts = []
-        for task in sorted(view.ready, key=lambda t: t.release):
-            start = _place(task, min(task.runtime), free, view.resident)
-            if start is None:
-                break
-            starts.append(start)
-        return starts
+        return _in_release_order(view, lambda t: min(t.runtime))
 
 
 class WholeNode:
@@ -122,14 +127,7 @@ class WholeNode:
     name = "node"
 
     def decide(self, view: View) -> list[Start]:
-        free = {n: list(g) for n, g in view.free.items()}
-        starts = []
-        for task in sorted(view.ready, key=lambda t: t.release):
-            start = _place(task, max(task.degrees(view.cluster.widest)), free, view.resident)
-            if start is None:
-                break
-            starts.append(start)
-        return starts
+        return _in_release_order(view, lambda t: max(t.degrees(view.cluster.widest)))
 
 
 class Moldable:

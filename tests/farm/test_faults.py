@@ -118,13 +118,20 @@ def test_a_worker_killed_mid_segment_is_replaced_and_the_segment_retried_elsewhe
     assert rows[victim["segment"]]["attempts"] == 2 and rows[victim["segment"]]["status"] == "done"
 
 
+CLI = [sys.executable, "-c", "from farm.cli import main; main()"]
+
+
+def start_render(sb: Path, out: Path, presets: Path, **popen) -> tuple[subprocess.Popen, dict]:
+    """`sakuga render` in its own process, as a user would run it (so it can be killed)."""
+    env = {**os.environ, "SAKUGA_MODELS": str(presets)}
+    return subprocess.Popen([*CLI, "render", sb, "--out", out, "--no-cache", "-q"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, **popen), env
+
+
 def test_resume_after_the_driver_is_killed_rerenders_nothing_published(presets, tmp_path):
     sb = storyboard(tmp_path, preset(presets, "slow", 0.7))
     out = tmp_path / "out"
-    env = {**os.environ, "SAKUGA_MODELS": str(presets)}
-    cli = [sys.executable, "-c", "from farm.cli import main; main()"]
-    driver = subprocess.Popen([*cli, "render", sb, "--out", out, "--no-cache", "-q"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver, env = start_render(sb, out, presets, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         def published():
             if not (out / "ledger.sqlite").is_file():
@@ -145,7 +152,7 @@ def test_resume_after_the_driver_is_killed_rerenders_nothing_published(presets, 
         kept = [s["id"] for s in ledger.segments(job) if s["status"] == "published"]
     assert 2 <= len(kept) < len(plan_of(sb).segments)
 
-    result = subprocess.run([*cli, "resume", out, "-q"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*CLI, "resume", out, "-q"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     after = identity(out)
     for seg in kept:   # not rendered again: the very same files
@@ -243,10 +250,7 @@ def test_out_of_memory_is_retried_with_offload(ray_cluster, presets, tmp_path):
 def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_ledger(presets, tmp_path):
     sb = storyboard(tmp_path, preset(presets, "slow", 1.0))
     out = tmp_path / "out"
-    env = {**os.environ, "SAKUGA_MODELS": str(presets)}
-    cli = [sys.executable, "-c", "from farm.cli import main; main()"]
-    driver = subprocess.Popen([*cli, "render", sb, "--out", out, "--no-cache", "-q"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver, env = start_render(sb, out, presets, stderr=subprocess.PIPE, text=True)
 
     def published():
         if not (out / "ledger.sqlite").is_file():
@@ -264,6 +268,6 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_ledger(presets, tmp_path):
         assert job["status"] == "interrupted"
         assert "running" not in ledger.counts(job["id"])
         assert all(a["status"] != "running" for a in ledger.attempts(job["id"]))
-    result = subprocess.run([*cli, "resume", out, "-q"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*CLI, "resume", out, "-q"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert probe(out / "episode.mp4")["frames"] == plan_of(sb).episode_frames
