@@ -42,6 +42,8 @@ def ledger_status(out: Path) -> str:
     for s in segments:
         a = last.get(s["id"])
         where = f" on {a['worker']}" if a else ""
+        if (s["record"] or {}).get("origin") == "cache":
+            where = " (from the segment cache)"
         note = f"  {s['error']}" if s["error"] and s["status"] != "published" else ""
         lines.append(f"  {s['id']:<28} {s['status']:<10} attempts {s['attempts']}{where}{note}")
     return "\n".join(lines)

@@ -271,3 +271,17 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_ledger(presets, tmp_path):
     result = subprocess.run([*CLI, "resume", out, "-q"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert probe(out / "episode.mp4")["frames"] == plan_of(sb).episode_frames
+
+
+def test_a_local_batch_renders_every_file_into_its_own_folder(ray_cluster, presets, tmp_path, sakuga):
+    name = preset(presets, "quick", 0.0)
+    files = [storyboard(tmp_path, name, prompt=f"street {i}", name=f"pv{i}.yaml") for i in range(2)]
+    result = sakuga("batch", *files, "--out", tmp_path / "night", "--no-cache", "-q", "--gpus", "2")
+    assert result.exit_code == 0, result.stderr
+    for i in range(2):
+        assert probe(tmp_path / "night" / f"pv{i}" / "episode.mp4")["frames"] == plan_of(files[i]).episode_frames
+    (tmp_path / "other").mkdir()
+    twin = storyboard(tmp_path / "other", name, name="pv0.yaml")
+    clash = sakuga("batch", files[0], twin, "--out", tmp_path / "clash")
+    assert clash.exit_code == 2 and "two files named 'pv0'" in clash.stderr
+    assert not (tmp_path / "clash").exists()
