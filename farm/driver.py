@@ -81,6 +81,7 @@ class Farm:
         self.progress: dict[str, JobProgress] = {}
         self.running: dict[ray.ObjectRef, Attempt] = {}
         self.oom: set[tuple[str, str]] = set()              # (job, segment) that ran out of memory
+        self.tries: dict[tuple[str, str], int] = {}         # attempts in this run (the ledger counts all runs)
         self.failed_on: dict[tuple[str, str], set[tuple[int, int]]] = {}   # slots a segment failed on
         self.banks: dict[tuple[str, str], ray.ObjectRef] = {}
         self.publishing: tuple[str, str] | None = None    # finished, being written out
@@ -222,6 +223,7 @@ class Farm:
         offload = self.offload or (job.id, seg.id) in self.oom
         n = job.ledger.start_attempt(job.id, seg.id, worker=slot.name, node=slot.node_id, degree=1, offload=offload)
         attempts["attempts"] = n
+        self.tries[(job.id, seg.id)] = self.tries.get((job.id, seg.id), 0) + 1
         estimate = seg.runtime(1)
         timeout = preset.cost.timeout(estimate, loading=seg.model not in slot.resident)
         ref = slot.actor.render.remote(preset, seg, images, self.banks.get((job.id, seg.model)), offload)
@@ -279,7 +281,7 @@ class Farm:
             self.failed_on.setdefault((job.id, seg.id), set()).add(a.slot.key)
         job.results[seg.id].update(error=error)
         self.progress[job.id].retrying(seg, status)
-        if a.n >= MAX_ATTEMPTS or job.cancelled:
+        if self.tries[(job.id, seg.id)] >= MAX_ATTEMPTS or job.cancelled:
             job.fail(seg, error, a.n)
             self.progress[job.id].failed(seg)
 
