@@ -159,7 +159,10 @@ class Job:
                       self._path(seg.id, ".json"): json_bytes(self._sidecar(seg, record, attempts))})
         self.ledger.publish(self.id, seg.id, file_sha256=bytes_sha256(result["mp4"]), record=record, attempt=attempts)
         if cache is not None:
-            cache.put(seg.hash, {".mp4": result["mp4"], ".png": result["last_png"]}, record)
+            try:
+                cache.put(seg.hash, {".mp4": result["mp4"], ".png": result["last_png"]}, record)
+            except OSError as e:   # a full or read-only cache must not fail a rendered segment
+                self.ledger.event("cache", f"{seg.id}: not cached ({e})", job=self.id)
         self._mark_done(seg, record, attempts, "rendered")
 
     def _write_record(self, seg: Segment, record: dict, attempts: int) -> None:

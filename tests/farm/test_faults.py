@@ -285,3 +285,18 @@ def test_a_local_batch_renders_every_file_into_its_own_folder(ray_cluster, prese
     clash = sakuga("batch", files[0], twin, "--out", tmp_path / "clash")
     assert clash.exit_code == 2 and "two files named 'pv0'" in clash.stderr
     assert not (tmp_path / "clash").exists()
+
+
+def test_an_unwritable_cache_does_not_fail_the_render(ray_cluster, presets, tmp_path, sakuga):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o500)
+    if os.access(cache, os.W_OK):   # root ignores permissions
+        cache.chmod(0o700)
+        cache.rmdir()
+        cache.write_text("not a folder")
+    sb = storyboard(tmp_path, preset(presets, "quick", 0.0))
+    result = sakuga("render", sb, "--out", tmp_path / "out", "--cache", cache, "-q", "--gpus", "2")
+    assert result.exit_code == 0, result.stderr
+    with Ledger(tmp_path / "out" / "ledger.sqlite") as ledger:
+        assert any(e["kind"] == "cache" for e in ledger.events())
