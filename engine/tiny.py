@@ -31,8 +31,9 @@ def _tokenizer():
                                    unk_token="<unk>", model_max_length=TEXT_TOKENS)
 
 
-def build_pipeline(seed: int = 0):
-    """The tiny pipeline in memory (random weights drawn from `seed`)."""
+def build_pipeline(seed: int = 0, heads: int = 2):
+    """The tiny pipeline in memory (random weights drawn from `seed`). `heads` divides the transformer's
+    24 attention channels (Ulysses parallelism splits heads: a degree-4 test needs 4)."""
     import torch
 
     from . import logs  # noqa: F401  (before diffusers and transformers: no notices, no progress bars)
@@ -63,7 +64,7 @@ def build_pipeline(seed: int = 0):
                            temperal_downsample=[False, True, True],
                            latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=2 * z_dim + 4,
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=24 // heads, in_channels=2 * z_dim + 4,
         out_channels=z_dim, text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=16, added_kv_proj_dim=24, rope_max_seq_len=1024)
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,

@@ -18,6 +18,8 @@ models_app = typer.Typer(no_args_is_help=True, help="Model presets.")
 app.add_typer(models_app, name="models")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that need no GPU.")
 app.add_typer(bench_app, name="bench")
+selftest_app = typer.Typer(no_args_is_help=True, help="Check the parallel paths against one process.")
+app.add_typer(selftest_app, name="selftest")
 
 AssetRoots = Annotated[list[Path] | None, typer.Option("--asset-root", help="Folder where absolute image paths may point (repeatable).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model preset, overriding the storyboard's.")]
@@ -464,6 +466,41 @@ def bench_schedule(
                f"(critical path {bound['critical_path']:.1f}, area {bound['area']:.1f}); "
                f"bound/makespan {bound['lower_bound'] / schedule.makespan:.3f}; "
                f"GPU busy {gpu_s / (schedule.makespan * w.cluster.total):.0%}")
+
+
+@selftest_app.command("sp")
+def selftest_sp(
+    world: Annotated[int, typer.Option("--world", min=1, max=64, help="Gang size (processes, logical GPUs on CPU).")] = 2,
+    ulysses: Annotated[int, typer.Option("--ulysses", min=1, max=64, help="Ulysses degree.")] = 2,
+    ring: Annotated[int, typer.Option("--ring", min=1, max=64, help="Ring degree.")] = 1,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted absolute difference.")] = 1e-5,
+) -> None:
+    """Run the tiny Wan transformer (fp32) sharded over a gang of WORLD Ray actors (torch.distributed) and
+    compare with one process; the last line is max_abs_err=<float>."""
+    if ulysses * ring != world:
+        _fail(InputError.single("--world", f"--ulysses {ulysses} x --ring {ring} = {ulysses * ring}, not --world {world}"))
+    import ray
+
+    from engine import sp
+
+    from .gang import Gang
+
+    transformer, inputs = sp.selftest_case(ulysses)
+    reference = sp.forward(transformer, inputs).numpy()
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, num_gpus=world, include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=False)
+    gang = Gang(world, threads=max(1, (os.cpu_count() or 1) // world))
+    try:
+        out = gang.call("transformer_selftest", ulysses, ring, 0)[0]
+    finally:
+        gang.shutdown()
+    import numpy as np
+
+    err = float(np.abs(out - reference).max())
+    typer.echo(f"world {world} = ulysses {ulysses} x ring {ring} over {gang.backend}; output {tuple(out.shape)}")
+    typer.echo(f"max_abs_err={err:.3e}")
+    raise typer.Exit(0 if err <= tolerance else 1)
 
 
 def main() -> None:
