@@ -246,12 +246,11 @@ class Farm:
                 self.pool.replace(a.slot, f"died rendering {a.seg.id}")
                 self._failed(a, "died", _last_line(e))
             except RayTaskError as e:
+                a.slot.busy = False
                 if isinstance(e.cause, OutOfMemory):
                     self.oom.add((a.job.id, a.seg.id))
-                    a.slot.busy = False
                     self._failed(a, "oom", _last_line(e), counts_against_worker=False)
                 else:
-                    a.slot.busy = False
                     self._failed(a, "error", _last_line(e))
             else:
                 a.slot.busy = False

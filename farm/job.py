@@ -140,9 +140,12 @@ class Job:
         return {ref: self.last_png(ref.ref) if ref.kind == "segment" else self.asset(ref.ref) for ref in refs}
 
     def asset(self, ref: str) -> bytes:
-        if self.assets is not None:
-            return self.assets[ref]
-        return Path(self.plan.assets[ref]).read_bytes()
+        """A picture's bytes: shipped with a submitted job, else read once from disk."""
+        if self.assets is None:
+            self.assets = {}
+        if ref not in self.assets:
+            self.assets[ref] = Path(self.plan.assets[ref]).read_bytes()
+        return self.assets[ref]
 
     def last_png(self, seg_id: str) -> bytes:
         if seg_id not in self._pngs:

@@ -268,11 +268,12 @@ def _first_fit_time(degree: int, free: dict[int, list[int]], ends: list[tuple[fl
                     reserved: dict[int, float], now: float) -> tuple[int | None, float]:
     """The node that will first have `degree` idle GPUs (not counting reserved nodes), and when."""
     best: tuple[int | None, float] = (None, float("inf"))
+    ends = sorted(ends)
     for node, idle in free.items():
         if node in reserved:
             continue
         count, at = len(idle), now
-        for end, n, used in sorted(ends):
+        for end, n, used in ends:
             if count >= degree:
                 break
             if n == node:

@@ -47,22 +47,19 @@ class WorkerPool:
         self.token = secrets.token_hex(2)
         self.generation = 0
         self.slots: list[Slot] = []
-        nodes = gpu_nodes()
-        per_node = []
-        left = gpus
-        for node_id, count in nodes:
-            take = min(count, left)
-            left -= take
-            per_node.append((node_id, take))
-        per_node = [(nid, n) for nid, n in per_node if n > 0]
+        per_node = []                      # (node id, GPUs taken there), until `gpus` are taken
+        for node_id, count in gpu_nodes():
+            take = min(count, gpus - sum(n for _, n in per_node))
+            if take > 0:
+                per_node.append((node_id, take))
+        self.nodes = [n for _, n in per_node]
         # logical GPUs on a CPU-only machine share its cores instead of each taking them all
-        self.threads = threads or max(1, (os.cpu_count() or 1) // max(1, max((n for _, n in per_node), default=1)))
+        self.threads = threads or max(1, (os.cpu_count() or 1) // max(self.nodes, default=1))
         for index, (node_id, count) in enumerate(per_node):
             for g in range(count):
                 slot = Slot(index, g, node_id)
                 self._start(slot)
                 self.slots.append(slot)
-        self.nodes = [n for _, n in per_node]
 
     def _start(self, slot: Slot) -> None:
         self.generation += 1

@@ -14,7 +14,6 @@ import ray
 from storyboard.plan import Plan
 
 from .driver import check_cluster
-
 from .service import farm_service
 
 FINAL = {"done", "failed", "cancelled"}
@@ -55,6 +54,3 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
           + (f", failed shots: {', '.join(state['failed_shots'])}" if state["failed_shots"] else "")
           + (f"; episode {state['episode']}" if state["episode"] else ""), flush=True)
     return 0 if state["state"] == "done" else 1
-
-
-
