@@ -57,6 +57,9 @@ def head(tmp_path_factory):
     data = yaml.safe_load((ROOT / "configs" / "models" / "noop.yaml").read_text())
     data.update(name="slow", options={"sleep_s": 1.0})
     (presets / "slow.yaml").write_text(yaml.safe_dump(data))
+    # long enough per segment that a cancel (a fresh CLI process on a loaded machine) lands mid-job
+    data.update(name="crawl", options={"sleep_s": 4.0})
+    (presets / "crawl.yaml").write_text(yaml.safe_dump(data))
     token = secrets.token_hex(16)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": token, "SAKUGA_MODELS": str(presets), "SAKUGA_CACHE": str(tmp / "cache")}
@@ -156,7 +159,7 @@ def test_an_urgent_job_overtakes_a_low_priority_batch(head, tmp_path):
 
 def test_cancel_stops_a_running_job_and_keeps_what_is_published(head, tmp_path):
     env = head["env"]
-    sb = write_storyboard(tmp_path / "sb", "Long", "slow", 12)
+    sb = write_storyboard(tmp_path / "sb", "Long", "crawl", 12)
     out = tmp_path / "out"
     job = cli(env, "submit", sb, "--out", out).stdout.strip()
     deadline = time.time() + 90
