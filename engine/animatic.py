@@ -80,7 +80,9 @@ class AnimaticEngine(NoBank):
         self.preset = preset
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
-               progress: Progress | None = None) -> AnimaticRendered:
+               progress: Progress | None = None, *, ranks: int = 1) -> AnimaticRendered:
+        if ranks != 1:
+            raise ValueError("the animatic engine renders a segment on one worker (its preset's degrees: [1])")
         total, width, height = segment.frames, segment.width, segment.height
         card_text = strip_suffix(segment.prompt, self.preset.prompt_suffix)
         anchors = anchor_pictures(segment, images, card_text)

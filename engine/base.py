@@ -36,7 +36,10 @@ class Engine(Protocol):
     encoder_id: str | None      # identifies the image encoder of the character bank; None: no bank
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
-               progress: Progress | None = None) -> Rendered: ...
+               progress: Progress | None = None, *, ranks: int = 1) -> Rendered | None:
+        """With `ranks` > 1 the process is one of a gang (the current torch.distributed group) that
+        renders the segment together; rank 0 returns the frames, the others None."""
+        ...
 
     def encode_characters(self, wanted: list[tuple[str, str, np.ndarray]]) -> list[Embedding]:
         """Bank rows for (character id, picture sha256, picture)."""

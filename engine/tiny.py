@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = 1            # bump when the architecture below changes: cached builds are keyed by it
+TINY_VERSION = 2            # bump when the architecture below changes: cached builds are keyed by it
 TEXT_TOKENS = 512           # Wan's attention processor assumes 512 text tokens
 VOCAB = ["<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(61)]
 
@@ -31,7 +31,7 @@ def _tokenizer():
                                    unk_token="<unk>", model_max_length=TEXT_TOKENS)
 
 
-def build_pipeline(seed: int = 0, heads: int = 2):
+def build_pipeline(seed: int = 0, heads: int = 4):
     """The tiny pipeline in memory (random weights drawn from `seed`). `heads` divides the transformer's
     24 attention channels (Ulysses parallelism splits heads: a degree-4 test needs 4)."""
     import torch

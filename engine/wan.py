@@ -17,12 +17,13 @@ from . import logs  # noqa: F401  (first: silences transformers before diffusers
 import numpy as np
 import torch
 from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline
+from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
-from . import tiny
+from . import sp, tiny
 from .bank import CharacterBank, Embedding, cosine
 from .base import Progress, Rendered
 from .fit import fit_cover
@@ -39,11 +40,12 @@ class KeyframePipeline(WanImageToVideoPipeline):
     Wan's I2V transformer sees, next to the noisy latents, a VAE encoding of a "condition video"
     (the pictures at their frames, zeros elsewhere) and a mask saying which frames are given. Stock
     diffusers builds that for frame 0 and optionally the last frame; AniSora V3 puts pictures at any
-    frame the same way, which is what `prepare_latents` does here. With no picture at all the mask is
-    empty and the model renders from text alone.
+    frame the same way (`keyframe_condition`). The engine builds it before the call — once per gang,
+    on rank 0 — and `prepare_latents` hands it over. With no picture the mask is empty and the model
+    renders from text alone.
     """
 
-    keyframes: list[tuple[int, torch.Tensor]] = []   # (frame, 1x3xHxW in [-1, 1]), set per call
+    condition: torch.Tensor | None = None    # (1, temporal + z_dim, F', h, w), set per call
 
     def check_inputs(self, prompt, negative_prompt, image, height, width, prompt_embeds=None,
                      negative_prompt_embeds=None, image_embeds=None, *args, **kwargs):
@@ -53,20 +55,22 @@ class KeyframePipeline(WanImageToVideoPipeline):
 
     def prepare_latents(self, image, batch_size, num_channels_latents=16, height=480, width=832, num_frames=81,
                         dtype=None, device=None, generator=None, latents=None, last_image=None):
-        t = self.vae_scale_factor_temporal
-        latent_frames = (num_frames - 1) // t + 1
-        lh, lw = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
-        if latents is None:
-            latents = torch.randn((batch_size, num_channels_latents, latent_frames, lh, lw), generator=generator,
-                                  device=device, dtype=dtype)
-        video = torch.zeros(1, 3, num_frames, height, width, dtype=torch.float32, device=device)
-        given = torch.zeros(1, 1, num_frames, lh, lw)
-        for frame, picture in self.keyframes:
-            video[:, :, frame] = picture.to(video)
-            given[:, :, frame] = 1
-        condition = condition_latents(self.vae, video).to(device=device, dtype=dtype).repeat(batch_size, 1, 1, 1, 1)
-        mask = latent_mask(given, t).to(condition).repeat(batch_size, 1, 1, 1, 1)
-        return latents, torch.cat([mask, condition], dim=1)
+        if latents is None or self.condition is None:
+            raise ValueError("KeyframePipeline is called with latents and a condition built by the engine")
+        return latents, self.condition.to(device=device, dtype=dtype).repeat(batch_size, 1, 1, 1, 1)
+
+
+def keyframe_condition(pipe, keyframes: list[tuple[int, torch.Tensor]], frames: int, height: int,
+                       width: int) -> torch.Tensor:
+    """The mask and VAE-encoded condition video for pictures (1x3xHxW in [-1, 1]) at their frames."""
+    t, s = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+    video = torch.zeros(1, 3, frames, height, width, dtype=torch.float32, device=pipe.vae.device)
+    given = torch.zeros(1, 1, frames, height // s, width // s)
+    for frame, picture in keyframes:
+        video[:, :, frame] = picture.to(video)
+        given[:, :, frame] = 1
+    condition = condition_latents(pipe.vae, video)
+    return torch.cat([latent_mask(given, t).to(condition), condition], dim=1)
 
 
 def condition_latents(vae, video: torch.Tensor) -> torch.Tensor:
@@ -158,35 +162,78 @@ class WanEngine:
     # -- one segment -----------------------------------------------------------------------------
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
-               progress: Progress | None = None) -> Rendered:
+               progress: Progress | None = None, *, ranks: int = 1) -> Rendered | None:
+        """One segment. With `ranks` > 1 this process is one of a gang (the current torch.distributed
+        group) that renders it together: rank 0 encodes the prompt and pictures and shares them, every
+        rank denoises its share of the tokens, rank 0 alone decodes and returns the frames."""
+        rank = torch.distributed.get_rank() if ranks > 1 else 0
         w, h = segment.width, segment.height
-        keyframes = [(c.frame, fit_cover(images[c.image], w, h)) for c in segment.conditions]
-        prompt_embeds, negative_embeds = self.encode_text(segment.prompt, segment.negative, segment.guidance > 1)
-        image_embeds = self.image_embeddings(segment, keyframes)
         self.pipe.scheduler = UniPCMultistepScheduler.from_config(self.pipe.scheduler.config, flow_shift=segment.shift)
-        self._tiling(w, h)
         generator = torch.Generator("cpu").manual_seed(segment.seed)
         latents = torch.randn(self._latent_shape(segment), generator=generator, dtype=torch.float32).to(self.device)
+        inputs = self._inputs(segment, images) if rank == 0 else None
+        if ranks > 1:
+            inputs = broadcast(inputs, self.device)
+        self._shard(ranks, latents.shape)
 
         def step_done(pipe, i, t, kwargs):
             if progress:
                 progress(i + 1, segment.steps)
             return {}
 
-        call = dict(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, height=h, width=w,
+        call = dict(prompt_embeds=inputs["prompt"], negative_prompt_embeds=inputs["negative"], height=h, width=w,
                     num_frames=segment.frames, num_inference_steps=segment.steps, guidance_scale=segment.guidance,
-                    latents=latents, output_type="np", callback_on_step_end=step_done)
+                    latents=latents, output_type="latent", callback_on_step_end=step_done)
         if isinstance(self.pipe, KeyframePipeline):
-            self.pipe.keyframes = [(f, self._to_tensor(p)) for f, p in keyframes]
-            placeholder = Image.fromarray(keyframes[0][1]) if keyframes else Image.new("RGB", (w, h), (NEUTRAL_GREY,) * 3)
-            call.update(image=placeholder, image_embeds=image_embeds)
+            self.pipe.condition = inputs["condition"]
+            call.update(image=Image.new("RGB", (w, h), (NEUTRAL_GREY,) * 3), image_embeds=inputs["image"])
         try:
-            video = self.pipe(**call).frames[0]
+            latents = self.pipe(**call).frames
         finally:
             if isinstance(self.pipe, KeyframePipeline):
-                self.pipe.keyframes = []
-        frames = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+                self.pipe.condition = None
+        if rank != 0:
+            return None
+        self._tiling(w, h)
+        frames = (np.clip(self.decode(latents), 0.0, 1.0) * 255.0).round().astype(np.uint8)
         return Rendered(frames, self.similarity(segment, frames))
+
+    def _inputs(self, segment: Segment, images: Mapping[ImageRef, np.ndarray]) -> dict:
+        """What every rank of a gang needs and only one computes: prompt embeddings, image embeddings
+        and the keyframe condition (text encoder, image encoder and a VAE encode)."""
+        w, h = segment.width, segment.height
+        keyframes = [(c.frame, fit_cover(images[c.image], w, h)) for c in segment.conditions]
+        prompt, negative = self.encode_text(segment.prompt, segment.negative, segment.guidance > 1)
+        inputs = {"prompt": prompt, "negative": negative, "image": None, "condition": None}
+        if isinstance(self.pipe, KeyframePipeline):
+            self._tiling(w, h)
+            inputs["image"] = self.image_embeddings(segment, keyframes)
+            with torch.no_grad():
+                inputs["condition"] = keyframe_condition(self.pipe, [(f, self._to_tensor(p)) for f, p in keyframes],
+                                                         segment.frames, h, w)
+        return inputs
+
+    def _shard(self, ranks: int, latent_shape: tuple[int, ...]) -> None:
+        """Split the transformers' attention over the gang (or undo an earlier split for a lone render)."""
+        for transformer in (self.pipe.transformer, getattr(self.pipe, "transformer_2", None)):
+            if transformer is None:
+                continue
+            if ranks == 1:
+                sp.disable(transformer)
+            else:
+                sp.enable(transformer, sp.layout(ranks, transformer.config.num_attention_heads,
+                                                 sp.tokens(transformer, latent_shape)))
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents to (F, H, W, 3) floats in [0, 1], as the pipeline's own tail does it."""
+        vae = self.pipe.vae
+        latents = latents.to(device=get_module_execution_device(vae), dtype=vae.dtype)
+        mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+        inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device,
+                                                                                                   latents.dtype)
+        video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
+        return self.pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
     def encode_text(self, prompt: str, negative: str, cfg: bool):
         """Prompt (and, with guidance, negative prompt) embeddings, cached per worker."""
@@ -254,3 +301,10 @@ class WanEngine:
             self.pipe.vae.enable_tiling()
         else:
             self.pipe.vae.disable_tiling()
+
+
+def broadcast(inputs: dict | None, device: torch.device) -> dict:
+    """Rank 0's `inputs` (tensors or None) on every rank of the current group."""
+    box = [None if inputs is None else {k: None if v is None else v.cpu() for k, v in inputs.items()}]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return {k: None if v is None else v.to(device) for k, v in box[0].items()}

@@ -473,32 +473,45 @@ def selftest_sp(
     world: Annotated[int, typer.Option("--world", min=1, max=64, help="Gang size (processes, logical GPUs on CPU).")] = 2,
     ulysses: Annotated[int, typer.Option("--ulysses", min=1, max=64, help="Ulysses degree.")] = 2,
     ring: Annotated[int, typer.Option("--ring", min=1, max=64, help="Ring degree.")] = 1,
+    latent: Annotated[str, typer.Option("--latent", help="Latent frames x height x width (tokens = F*H*W/4).")] = "5x16x16",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted absolute difference.")] = 1e-5,
 ) -> None:
-    """Run the tiny Wan transformer (fp32) sharded over a gang of WORLD Ray actors (torch.distributed) and
-    compare with one process; the last line is max_abs_err=<float>."""
+    """Run the tiny Wan transformer (fp32) sharded over a gang of WORLD farm workers (Ray actors in a
+    placement group, one torch.distributed group) and compare with one process; the last line is
+    max_abs_err=<float>."""
     if ulysses * ring != world:
         _fail(InputError.single("--world", f"--ulysses {ulysses} x --ring {ring} = {ulysses * ring}, not --world {world}"))
+    try:
+        size = tuple(int(x) for x in latent.lower().split("x"))
+        if len(size) != 3 or min(size) < 1 or size[1] % 2 or size[2] % 2 or max(size) > 64:
+            raise ValueError
+    except ValueError:
+        _fail(InputError.single("--latent", f"{latent!r} is not FxHxW with even H and W, each 1..64"))
+    tokens = size[0] * size[1] * size[2] // 4
+    if tokens % world and ulysses > 1 and ring > 1:
+        _fail(InputError.single("--latent", f"{tokens} tokens do not divide by {world}: uneven shares need pure "
+                                            "Ulysses or pure ring (diffusers pads those, not both at once)"))
+    import numpy as np
     import ray
 
     from engine import sp
 
-    from .gang import Gang
+    from .pool import WorkerPool
 
-    transformer, inputs = sp.selftest_case(ulysses)
+    transformer, inputs = sp.selftest_case(ulysses, 0, size)
     reference = sp.forward(transformer, inputs).numpy()
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=os.cpu_count() or 1, num_gpus=world, include_dashboard=False,
                  logging_level="WARNING", log_to_driver=False)
-    gang = Gang(world, threads=max(1, (os.cpu_count() or 1) // world))
+    pool = WorkerPool(world, threads=max(1, (os.cpu_count() or 1) // world))
     try:
-        out = gang.call("transformer_selftest", ulysses, ring, 0)[0]
+        members = pool.gang(pool.slots)
+        out = ray.get([s.actor.sp_selftest.remote(spec, ulysses, ring, 0, size) for s, spec in members])[0]
     finally:
-        gang.shutdown()
-    import numpy as np
-
+        pool.shutdown()
     err = float(np.abs(out - reference).max())
-    typer.echo(f"world {world} = ulysses {ulysses} x ring {ring} over {gang.backend}; output {tuple(out.shape)}")
+    typer.echo(f"world {world} = ulysses {ulysses} x ring {ring}, {tokens} tokens"
+               f"{' (uneven shares, padded)' if tokens % world else ''}; output {tuple(out.shape)}")
     typer.echo(f"max_abs_err={err:.3e}")
     raise typer.Exit(0 if err <= tolerance else 1)
 

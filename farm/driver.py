@@ -48,13 +48,20 @@ class RenderOutcome:
 
 @dataclass
 class Attempt:
+    """One try at a segment, on one worker or on a gang of them (one actor call per member)."""
     job: Job
     seg: Segment
-    slot: Slot
+    slots: list[Slot]
     n: int
     started: float
     deadline: float
     estimate: float
+    pending: dict = field(default_factory=dict)    # member call → its slot, until it returns
+    result: dict | None = None                     # rank 0's
+
+    @property
+    def worker(self) -> str:
+        return "+".join(s.name for s in self.slots)
 
 
 def connect(gpus: int, address: str | None) -> None:
@@ -80,7 +87,7 @@ class Farm:
         self.jobs: dict[str, Job] = {}
         self.progress: dict[str, JobProgress] = {}
         self.running: dict[ray.ObjectRef, Attempt] = {}
-        self.oom: set[tuple[str, str]] = set()              # (job, segment) that ran out of memory
+        self.oom: dict[tuple[str, str], int] = {}           # (job, segment) → degree it ran out of memory at
         self.tries: dict[tuple[str, str], int] = {}         # attempts in this run (the ledger counts all runs)
         self.failed_on: dict[tuple[str, str], set[tuple[int, int]]] = {}   # slots a segment failed on
         self.banks: dict[tuple[str, str], ray.ObjectRef] = {}
@@ -107,11 +114,9 @@ class Farm:
         if job is None or job.finished:
             return False
         job.cancelled = True
-        for ref, a in list(self.running.items()):
-            if a.job is job:   # a running actor task cannot be interrupted: replace its worker
-                del self.running[ref]
-                self.pool.replace(a.slot, f"job {job.id} cancelled")
-                job.ledger.end_attempt(job.id, a.seg.id, a.n, "cancelled", "job cancelled")
+        for a in self._running_for(job):   # a running actor task cannot be interrupted: replace its workers
+            self._stop(a, f"job {job.id} cancelled", replace=True)
+            job.ledger.end_attempt(job.id, a.seg.id, a.n, "cancelled", "job cancelled")
         return True
 
     def _build_banks(self, job: Job) -> None:
@@ -165,8 +170,20 @@ class Farm:
                 job.ledger.set_job_status(job.id, "interrupted", "stopped by the user; `sakuga resume` continues")
         self.running.clear()
 
+    def _attempts(self) -> list[Attempt]:
+        return list({id(a): a for a in self.running.values()}.values())
+
     def _running_for(self, job: Job) -> list[Attempt]:
-        return [a for a in self.running.values() if a.job is job]
+        return [a for a in self._attempts() if a.job is job]
+
+    def _degrees(self, job: Job, seg: Segment) -> tuple[int, ...]:
+        """The gang widths the policy may give a segment: the preset's that fit a node; after running
+        out of memory, only wider ones (the activations split further), if there are any."""
+        widest = max(self.pool.nodes)
+        allowed = tuple(d for d in job.plan.presets[seg.model].degrees if d <= widest) or (1,)
+        ran_out = self.oom.get((job.id, seg.id))
+        wider = tuple(d for d in allowed if ran_out is not None and d > ran_out)
+        return wider or allowed
 
     def _schedule(self) -> None:
         now = time.time() - self.epoch
@@ -178,23 +195,28 @@ class Farm:
             for seg in job.unfinished():
                 if (job.id, seg.id) in busy:
                     continue
-                task = job.task(seg)
+                task = job.task(seg, self._degrees(job, seg))
                 owner[task.id] = (job, seg)
                 (ready if job.is_ready(seg) else pending).append(task)
         if not ready or not any(not s.busy for s in self.pool.slots):
             return
-        running = [Running(a.job.task(a.seg), a.slot.node, (a.slot.gpu,), a.started - self.epoch,
-                           a.started - self.epoch + a.estimate) for a in self.running.values()]
+        running = [Running(a.job.task(a.seg, (len(a.slots),)), a.slots[0].node, tuple(s.gpu for s in a.pending.values()),
+                           a.started - self.epoch, a.started - self.epoch + a.estimate) for a in self._attempts()]
         view = View(now, Cluster(tuple(self.pool.nodes)), self.pool.free(), ready, pending, running,
                     self.pool.resident())
         taken: set[tuple[int, int]] = set()
         for start in self.policy.decide(view):
             job, seg = owner[start.task]
-            slot = self._pick_slot(job, seg, self.pool.slot(start.node, start.gpus[0]), taken)
-            if slot is None:
-                continue
-            taken.add(slot.key)
-            self._dispatch(job, seg, slot)
+            if start.degree == 1:
+                slot = self._pick_slot(job, seg, self.pool.slot(start.node, start.gpus[0]), taken)
+                slots = [slot] if slot else []
+            else:
+                slots = [self.pool.slot(start.node, g) for g in start.gpus]
+                if any(s.busy or s.key in taken or not self.pool.usable(s, job.id) for s in slots):
+                    continue
+            if slots:
+                taken.update(s.key for s in slots)
+                self._dispatch(job, seg, slots)
 
     def _pick_slot(self, job: Job, seg: Segment, proposed: Slot, taken: set) -> Slot | None:
         """The policy's slot, unless it failed this segment or this job twice: then another free one."""
@@ -211,7 +233,7 @@ class Farm:
             self.progress[job.id].failed(seg)
         return None
 
-    def _dispatch(self, job: Job, seg: Segment, slot: Slot) -> None:
+    def _dispatch(self, job: Job, seg: Segment, slots: list[Slot]) -> None:
         attempts = job.results.setdefault(seg.id, {"attempts": 0})
         try:
             images = job.images_for(seg)
@@ -220,17 +242,33 @@ class Farm:
             self.progress[job.id].failed(seg)
             return
         preset = job.plan.presets[seg.model]
-        offload = self.offload or (job.id, seg.id) in self.oom
-        n = job.ledger.start_attempt(job.id, seg.id, worker=slot.name, node=slot.node_id, degree=1, offload=offload)
-        attempts["attempts"] = n
+        degree = len(slots)
+        # out of memory at the widest degree there is: keep the weights in CPU memory instead
+        offload = self.offload or self.oom.get((job.id, seg.id), 0) >= max(self._degrees(job, seg))
+        bank = self.banks.get((job.id, seg.model))
+        if degree == 1:
+            members = [(slots[0], None)]
+        else:
+            try:
+                members = self.pool.gang(slots)
+            except (RayActorError, ray.exceptions.GetTimeoutError):   # rank 0 is gone: nothing started yet
+                self.pool.replace(min(slots, key=lambda s: s.gpu), "did not answer to host a gang")
+                return
+            images = ray.put(images)   # one copy for the whole gang
+        a = Attempt(job, seg, [s for s, _ in members], 0, 0.0, 0.0, seg.runtime(degree))
+        a.n = job.ledger.start_attempt(job.id, seg.id, worker=a.worker, node=slots[0].node_id, degree=degree,
+                                       offload=offload)
+        attempts["attempts"] = a.n
         self.tries[(job.id, seg.id)] = self.tries.get((job.id, seg.id), 0) + 1
-        estimate = seg.runtime(1)
-        timeout = preset.cost.timeout(estimate, loading=seg.model not in slot.resident)
-        ref = slot.actor.render.remote(preset, seg, images, self.banks.get((job.id, seg.model)), offload)
-        slot.busy = True
-        started = time.time()
-        self.running[ref] = Attempt(job, seg, slot, n, started, started + timeout, estimate)
-        self.progress[job.id].started(seg, slot.name)
+        timeout = preset.cost.timeout(a.estimate, loading=any(seg.model not in s.resident for s in slots))
+        for slot, spec in members:
+            ref = slot.actor.render.remote(preset, seg, images, bank, offload, spec)
+            slot.busy = True
+            a.pending[ref] = slot
+            self.running[ref] = a
+        a.started = time.time()
+        a.deadline = a.started + timeout
+        self.progress[job.id].started(seg, a.worker)
 
     def _collect(self, max_wait: float) -> None:
         if not self.running:
@@ -239,45 +277,69 @@ class Farm:
         wait = max(0.0, min(max_wait, min(a.deadline for a in self.running.values()) - now))
         done, _ = ray.wait(list(self.running), num_returns=1, timeout=wait)
         for ref in done:
-            a = self.running.pop(ref)
+            a = self.running.pop(ref, None)
+            if a is None:
+                continue    # its attempt already ended with another member's failure
+            slot = a.pending.pop(ref)
             try:
                 result = ray.get(ref)
             except RayActorError as e:
-                self.pool.replace(a.slot, f"died rendering {a.seg.id}")
-                self._failed(a, "died", _last_line(e))
+                self._stop(a, f"a member died rendering {a.seg.id}", replace=True, also=slot)
+                self._failed(a, "died", _last_line(e), culprit=slot)
             except RayTaskError as e:
-                a.slot.busy = False
+                gang = len(a.slots) > 1   # the other members may be stuck in a collective
+                self._stop(a, f"a member failed rendering {a.seg.id}", replace=gang, also=slot)
                 if isinstance(e.cause, OutOfMemory):
-                    self.oom.add((a.job.id, a.seg.id))
-                    self._failed(a, "oom", _last_line(e), counts_against_worker=False)
+                    self.oom[(a.job.id, a.seg.id)] = len(a.slots)
+                    self._failed(a, "oom", _last_line(e))
                 else:
-                    self._failed(a, "error", _last_line(e))
+                    self._failed(a, "error", _last_line(e), culprit=slot)
             else:
-                a.slot.busy = False
-                a.slot.resident = set(result.get("resident", ()))
-                # keep the freed GPU busy with independent work while this segment is written out;
-                # its dependents wait until it is published
-                self.publishing = (a.job.id, a.seg.id)
-                try:
-                    self._schedule()
-                    a.job.publish(a.seg, result, a.n, self.cache)
-                finally:
-                    self.publishing = None
-                self.progress[a.job.id].finished(a.seg, result)
+                slot.busy = False   # a gang member is free once its share is done; rank 0 decodes
+                slot.resident = set(result.get("resident", ()))
+                if "mp4" in result:
+                    a.result = result
+                if not a.pending:
+                    self._publish(a)
         now = time.time()
-        for ref, a in list(self.running.items()):
+        for a in self._attempts():
             if now >= a.deadline:
-                del self.running[ref]
-                self.pool.replace(a.slot, f"timed out on {a.seg.id}")
+                lone = a.slots[0] if len(a.slots) == 1 else None   # in a gang, which member hung is unknown
+                self._stop(a, f"timed out on {a.seg.id}", replace=True)
                 self._failed(a, "timeout", f"no result after {a.deadline - a.started:.0f} s "
-                                           f"(the cost model expects {a.estimate:.0f} s)")
+                                           f"(the cost model expects {a.estimate:.0f} s)", culprit=lone)
 
-    def _failed(self, a: Attempt, status: str, error: str, *, counts_against_worker: bool = True) -> None:
+    def _publish(self, a: Attempt) -> None:
+        result = {**a.result, "worker": a.worker, "degree": len(a.slots)}
+        # keep the freed GPUs busy with independent work while this segment is written out;
+        # its dependents wait until it is published
+        self.publishing = (a.job.id, a.seg.id)
+        try:
+            self._schedule()
+            a.job.publish(a.seg, result, a.n, self.cache)
+        finally:
+            self.publishing = None
+        self.progress[a.job.id].finished(a.seg, result)
+
+    def _stop(self, a: Attempt, why: str, *, replace: bool, also: Slot | None = None) -> None:
+        """End attempt `a`'s calls still running (and `also`, the member whose call just failed): their
+        workers are replaced, or only freed when nothing can be left half-way (a lone worker's error)."""
+        slots = list(a.pending.values()) + ([also] if also else [])
+        for ref in a.pending:
+            self.running.pop(ref, None)
+        a.pending.clear()
+        for slot in slots:
+            if replace:
+                self.pool.replace(slot, why)
+            else:
+                slot.busy = False
+
+    def _failed(self, a: Attempt, status: str, error: str, *, culprit: Slot | None = None) -> None:
         job, seg = a.job, a.seg
         job.ledger.end_attempt(job.id, seg.id, a.n, status, error)
-        if counts_against_worker:
-            a.slot.failures[job.id] += 1
-            self.failed_on.setdefault((job.id, seg.id), set()).add(a.slot.key)
+        for slot in [culprit] if culprit else []:
+            slot.failures[job.id] += 1
+            self.failed_on.setdefault((job.id, seg.id), set()).add(slot.key)
         job.results[seg.id].update(error=error)
         self.progress[job.id].retrying(seg, status)
         if self.tries[(job.id, seg.id)] >= MAX_ATTEMPTS or job.cancelled:

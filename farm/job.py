@@ -157,7 +157,7 @@ class Job:
     def publish(self, seg: Segment, result: dict, attempts: int, cache: SegmentCache | None) -> None:
         self._pngs[seg.id] = result["last_png"]
         record = {k: result[k] for k in ("metrics", "render_s", "encode_s", "started", "worker", "node")}
-        record.update(png_sha256=bytes_sha256(result["last_png"]), origin="rendered")
+        record.update(degree=result.get("degree", 1), png_sha256=bytes_sha256(result["last_png"]), origin="rendered")
         publish_many({self._path(seg.id, ".mp4"): result["mp4"], self._path(seg.id, ".png"): result["last_png"],
                       self._path(seg.id, ".json"): json_bytes(self._sidecar(seg, record, attempts))})
         self.ledger.publish(self.id, seg.id, file_sha256=bytes_sha256(result["mp4"]), record=record, attempt=attempts)

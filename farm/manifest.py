@@ -21,6 +21,7 @@ SCHEMA = pa.schema([
     ("deps", pa.list_(pa.string())),
     ("status", pa.string()), ("attempts", pa.int32()), ("error", pa.string()),
     ("worker", pa.string()), ("node", pa.string()),
+    ("degree", pa.int32()),                     # GPUs of the gang that rendered it
     ("started", pa.timestamp("ms", tz="UTC")), ("render_s", pa.float64()), ("encode_s", pa.float64()),
     ("estimated_s", pa.float64()),
     ("metrics", pa.map_(pa.string(), pa.float64())),
@@ -40,9 +41,9 @@ def write_manifest(path: Path, plan: Plan, results: dict[str, dict]) -> None:
             "guidance": seg.guidance, "shift": seg.shift, "prompt": seg.prompt, "hash": seg.hash,
             "inputs": inputs, "deps": list(seg.deps),
             "status": r.get("status", "pending"), "attempts": r.get("attempts", 0), "error": r.get("error"),
-            "worker": r.get("worker"), "node": r.get("node"),
+            "worker": r.get("worker"), "node": r.get("node"), "degree": r.get("degree"),
             "started": int(r["started"] * 1000) if r.get("started") else None,
-            "render_s": r.get("render_s"), "encode_s": r.get("encode_s"), "estimated_s": seg.runtime(1),
+            "render_s": r.get("render_s"), "encode_s": r.get("encode_s"), "estimated_s": seg.runtime(r.get("degree") or 1),
             "metrics": list(r.get("metrics", {}).items()),
         })
     table = pa.Table.from_pylist(rows, schema=SCHEMA)

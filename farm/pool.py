@@ -1,7 +1,10 @@
-"""The GPU worker pool: one `SegmentWorker` actor per GPU slot (node, GPU index), pinned to its node.
+"""The GPU worker pool: one `SegmentWorker` actor per GPU slot (node, GPU index).
 
-Slots are what the scheduling policy sees. A slot whose actor dies is refilled with a fresh actor;
-failures are counted per slot and job, so a GPU that fails a job twice is avoided for that job.
+Each node's GPUs are reserved as one STRICT_PACK placement group (a bundle per GPU, pinned to the
+node by its id label), and each slot's actor lives in its bundle: gangs are formed from slots of one
+node. Slots are what the scheduling policy sees. A slot whose actor dies is refilled with a fresh
+actor in the same bundle; failures are counted per slot and job, so a GPU that fails a job twice is
+avoided for that job.
 """
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from .gang import GangSpec, specs
 from .worker import SegmentWorker
 
 AVOID_AFTER = 2     # failures of one slot in one job
@@ -23,8 +28,10 @@ class Slot:
     node: int
     gpu: int
     node_id: str
+    group: object = None               # the node's placement group (this slot is bundle `gpu`)
     actor: object = None
     name: str = ""
+    gang: str | None = None            # tag of the torch.distributed group the actor is in
     busy: bool = False
     starts: int = 0
     resident: set[str] = field(default_factory=set)
@@ -55,9 +62,17 @@ class WorkerPool:
         self.nodes = [n for _, n in per_node]
         # logical GPUs on a CPU-only machine share its cores instead of each taking them all
         self.threads = threads or max(1, (os.cpu_count() or 1) // max(self.nodes, default=1))
+        self.groups = [placement_group([{"GPU": 1}] * count, strategy="STRICT_PACK",
+                                       bundle_label_selector=[{"ray.io/node-id": node_id}] * count)
+                       for node_id, count in per_node]
+        try:
+            ray.get([g.ready() for g in self.groups], timeout=120)
+        except ray.exceptions.GetTimeoutError:
+            self.shutdown()
+            raise RuntimeError(f"could not reserve {gpus} GPUs on the cluster within 120 s (held by other work?)") from None
         for index, (node_id, count) in enumerate(per_node):
             for g in range(count):
-                slot = Slot(index, g, node_id)
+                slot = Slot(index, g, node_id, self.groups[index])
                 self._start(slot)
                 self.slots.append(slot)
 
@@ -68,9 +83,10 @@ class WorkerPool:
         slot.name = f"n{slot.node}-gpu{slot.gpu}" + (f"#{slot.starts}" if slot.starts > 1 else "")
         slot.actor = SegmentWorker.options(
             num_gpus=1, name=f"sakuga-{self.token}-{self.generation}", namespace="sakuga",
-            scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node_id, soft=False),
+            scheduling_strategy=PlacementGroupSchedulingStrategy(slot.group, placement_group_bundle_index=slot.gpu),
         ).remote(slot.name, threads=self.threads)
         slot.resident = set()
+        slot.gang = None
         slot.busy = False
         self.on_event("worker_started", f"node {slot.node} gpu {slot.gpu}", slot.name)
 
@@ -82,6 +98,20 @@ class WorkerPool:
             pass
         self.on_event("worker_lost", why, slot.name)
         self._start(slot)
+
+    def gang(self, slots: list[Slot], timeout_s: float = 30.0) -> list[tuple[Slot, GangSpec]]:
+        """Each slot with its place in a gang of all of them (in GPU order: ranks stay stable). Slots
+        still together in a group from earlier keep it; otherwise rank 0 names a new rendezvous."""
+        slots = sorted(slots, key=lambda s: s.gpu)
+        tag = slots[0].gang
+        if tag is not None and all(s.gang == tag for s in slots) and sum(s.gang == tag for s in self.slots) == len(slots):
+            return list(zip(slots, specs(tag, len(slots), "", 0)))
+        host, port = ray.get(slots[0].actor.address.remote(), timeout=timeout_s)
+        self.generation += 1
+        tag = "+".join(s.name for s in slots) + f"@{self.token}-{self.generation}"
+        for s in slots:
+            s.gang = tag
+        return list(zip(slots, specs(tag, len(slots), host, port)))
 
     def slot(self, node: int, gpu: int) -> Slot:
         return next(s for s in self.slots if s.node == node and s.gpu == gpu)
@@ -108,3 +138,5 @@ class WorkerPool:
                 ray.kill(s.actor, no_restart=True)
             except Exception:   # noqa: BLE001 - already gone
                 pass
+        for g in self.groups:
+            remove_placement_group(g)

@@ -71,11 +71,13 @@ class JobProgress:
         self._line(f"opened: {len(self.job.plan.segments)} segments, {reused} reused, ETA {clock(self.eta())}")
 
     def started(self, seg: Segment, worker: str) -> None:
-        self.progress.update(self.shots[seg.shot], state=f"{seg.id[-12:]} on {worker.split('-')[1]}")
+        members = worker.split("+")
+        where = members[0].split("-", 1)[-1] if len(members) == 1 else f"{len(members)} GPUs"
+        self.progress.update(self.shots[seg.shot], state=f"{seg.id[-12:]} on {where}")
         self._line(f"{seg.id}: started on {worker}")
 
     def finished(self, seg: Segment, result: dict) -> None:
-        self.estimated += seg.runtime(1)
+        self.estimated += seg.runtime(result.get("degree", 1))
         self.actual += result.get("render_s", 0.0) + result.get("encode_s", 0.0)
         shot_done = all(g in self.job.done for g in self.segments_of[seg.shot])
         self.progress.update(self.shots[seg.shot], state="done" if shot_done else "rendering")

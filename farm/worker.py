@@ -26,6 +26,7 @@ from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
+from .gang import GangSpec, Membership, free_address
 from .video import encode_mp4_bytes, png_bytes
 
 
@@ -114,6 +115,11 @@ class SegmentWorker:
 
             torch.set_num_threads(threads)
         self.engines = EngineCache(memory_budget_gb(), lambda p, offload: create(p, offload=offload))
+        self.membership = Membership()
+
+    def address(self) -> tuple[str, int]:
+        """Where a gang this worker is rank 0 of meets."""
+        return free_address()
 
     def where(self) -> dict:
         return {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(),
@@ -139,18 +145,27 @@ class SegmentWorker:
         return engine.encoder_id, CharacterBank(engine.encode_characters(todo))
 
     def render(self, preset: Preset, segment: Segment, images: dict[ImageRef, bytes],
-               bank: CharacterBank | None = None, offload: bool = False) -> dict:
+               bank: CharacterBank | None = None, offload: bool = False, gang: GangSpec | None = None) -> dict:
+        """Render `segment` alone, or as one member of `gang` (every member gets the same call; rank 0
+        returns the encoded segment, the others only their timing)."""
         started = time.time()
+        ranks = gang.world if gang else 1
         try:
             engine = self.engines.get(preset, offload)
             if bank is not None:
                 engine.use_bank(bank)
+            if gang:
+                self.membership.ensure(gang)
             pictures = {ref: decode_image(data) for ref, data in images.items()}
-            rendered = engine.render(segment, pictures)
+            rendered = engine.render(segment, pictures, ranks=ranks)
         except _oom_errors() as e:
             gc.collect()
             _release_accelerator_memory()
             raise OutOfMemory(str(e).splitlines()[0] if str(e) else "out of memory") from None
+        where = {"started": started, "worker": self.name, "node": ray.get_runtime_context().get_node_id(),
+                 "resident": self.engines.resident(), "degree": ranks}
+        if gang and gang.rank != 0:
+            return {**where, "render_s": time.time() - started}
         frames = rendered.frames
         if frames.shape != (segment.frames, segment.height, segment.width, 3) or frames.dtype != np.uint8:
             raise RuntimeError(f"engine {preset.engine} returned frames of shape {frames.shape} "
@@ -158,14 +173,17 @@ class SegmentWorker:
         rendered_at = time.time()
         metrics = {"flicker": flicker(frames), **rendered.metrics}
         mp4 = encode_mp4_bytes(frames, segment.fps, segment.width, segment.height)
-        return {
-            "mp4": mp4,
-            "last_png": png_bytes(rendered.last_frame),
-            "metrics": metrics,
-            "render_s": rendered_at - started,
-            "encode_s": time.time() - rendered_at,
-            "started": started,
-            "worker": self.name,
-            "node": ray.get_runtime_context().get_node_id(),
-            "resident": self.engines.resident(),
-        }
+        return {**where, "mp4": mp4, "last_png": png_bytes(rendered.last_frame), "metrics": metrics,
+                "render_s": rendered_at - started, "encode_s": time.time() - rendered_at}
+
+    def sp_selftest(self, gang: GangSpec, ulysses: int, ring: int, seed: int,
+                    size: tuple[int, int, int]) -> np.ndarray | None:
+        """The tiny Wan transformer's output with its attention sharded over the gang (rank 0 returns it)."""
+        from engine import sp
+
+        self.membership.ensure(gang)
+        transformer, inputs = sp.selftest_case(ulysses, seed, size)
+        sp.enable(transformer, sp.Layout(ulysses, ring, uneven=sp.tokens(transformer, inputs["hidden_states"].shape)
+                                         % gang.world != 0))
+        out = sp.forward(transformer, inputs)
+        return out.numpy() if gang.rank == 0 else None

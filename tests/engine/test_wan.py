@@ -11,7 +11,7 @@ from PIL import Image
 
 from engine import tiny
 from engine.bank import CharacterBank
-from engine.wan import KeyframePipeline, WanEngine, latent_mask
+from engine.wan import KeyframePipeline, WanEngine, keyframe_condition, latent_mask
 from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset
@@ -91,11 +91,11 @@ def test_first_and_last_frame_conditioning_matches_stock_diffusers(engine):
     gen = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, 5, H // 8, W // 8, generator=gen)
 
-    pipe.keyframes = [(0, first), (16, last)]
+    pipe.condition = keyframe_condition(pipe, [(0, first), (16, last)], 17, H, W)
     try:
         _, ours = pipe.prepare_latents(first, 1, 4, H, W, 17, torch.float32, torch.device("cpu"), None, latents.clone())
     finally:
-        pipe.keyframes = []
+        pipe.condition = None
     _, stock = super(KeyframePipeline, pipe).prepare_latents(first, 1, 4, H, W, 17, torch.float32,
                                                              torch.device("cpu"), None, latents.clone(), last)
     assert torch.equal(ours, stock)
@@ -244,7 +244,7 @@ def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga
 
     from tests.engine.test_single_file import wan_state_dict
 
-    base = tiny.ensure(sakuga_cache / "models" / "wan-tiny-v1")
+    base = tiny.ensure(sakuga_cache / "models" / "wan-tiny-v2")
     for name, seed in (("high.safetensors", 1), ("low.safetensors", 2)):
         torch.manual_seed(seed)
         expert = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(base, subfolder="transformer"))
