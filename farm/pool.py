@@ -61,7 +61,8 @@ class WorkerPool:
                 per_node.append((node_id, take))
         self.nodes = [n for _, n in per_node]
         # logical GPUs on a CPU-only machine share its cores instead of each taking them all
-        self.threads = threads or max(1, (os.cpu_count() or 1) // max(self.nodes, default=1))
+        self.threads = threads or int(os.environ.get("SAKUGA_WORKER_THREADS", 0)) or max(
+            1, (os.cpu_count() or 1) // max(self.nodes, default=1))
         self.groups = [placement_group([{"GPU": 1}] * count, strategy="STRICT_PACK",
                                        bundle_label_selector=[{"ray.io/node-id": node_id}] * count)
                        for node_id, count in per_node]
@@ -111,6 +112,7 @@ class WorkerPool:
         tag = "+".join(s.name for s in slots) + f"@{self.token}-{self.generation}"
         for s in slots:
             s.gang = tag
+        self.on_event("gang_formed", f"{len(slots)} GPUs on node {slots[0].node}, rank 0 at {host}:{port}", tag)
         return list(zip(slots, specs(tag, len(slots), host, port)))
 
     def slot(self, node: int, gpu: int) -> Slot:

@@ -1,0 +1,136 @@
+"""Sequence-parallel gangs in the farm loop: a long shot at degree 4 gives the frames of one GPU, a
+gang keeps its group across segments, a gang member's death fails the attempt (no hang) and the
+retry succeeds, running out of memory is retried on a wider gang."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+
+from farm.driver import Farm
+from farm.job import Job
+from farm.ledger import Ledger
+from farm.video import read_frames
+from storyboard.load import load
+from storyboard.plan import build_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+LONG_TAKE = """\
+sakuga: 1
+title: Long take
+model: wan-tiny
+output: {width: 64, height: 64, fps: 16}
+scenes:
+  - id: one
+    shots:
+      - {id: long, frames: 81, prompt: a long walk along the river at dusk}
+"""
+
+
+def shots(model: str, count: int, *, chained: bool = False) -> str:
+    lines = [f"      - {{id: s{i}, frames: 17, prompt: shot {i}"
+             + (", start: previous" if chained and i else "") + "}" for i in range(count)]
+    return (f"sakuga: 1\ntitle: Gang\nmodel: {model}\noutput: {{width: 64, height: 64, fps: 16}}\n"
+            "scenes:\n  - id: one\n    shots:\n" + "\n".join(lines) + "\n")
+
+
+def noop_preset(folder: Path, name: str, degrees: list[int], **options) -> str:
+    data = yaml.safe_load((ROOT / "configs" / "models" / "noop.yaml").read_text())
+    data.update(name=name, degrees=degrees, options=options)
+    # work that splits over a gang, so the policy has a reason to widen
+    data["cost"].update(linear_s_per_ktoken=1.0, parallel_efficiency={d: 1.0 for d in degrees})
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    return name
+
+
+def plan_of(tmp_path: Path, text: str):
+    path = tmp_path / "sb.yaml"
+    path.write_text(text)
+    return build_plan(load(path))
+
+
+def frames(path: Path) -> np.ndarray:
+    return np.stack(list(read_frames(path)))
+
+
+def test_a_long_shot_at_degree_4_gives_the_frames_of_one_gpu(ray_cluster, tmp_path, sakuga, monkeypatch):
+    # threads change the float reduction order: give every worker one, as a GPU gives each rank its own
+    monkeypatch.setenv("SAKUGA_WORKER_THREADS", "1")
+    (tmp_path / "long.yaml").write_text(LONG_TAKE)
+    for gpus in (4, 1):
+        result = sakuga("render", tmp_path / "long.yaml", "--out", tmp_path / f"g{gpus}", "--gpus", gpus,
+                        "--no-cache", "--quiet")
+        assert result.exit_code == 0, result.stderr
+    rows = {g: pq.read_table(tmp_path / f"g{g}" / "manifest.parquet").to_pylist()[0] for g in (4, 1)}
+    assert (rows[4]["degree"], rows[1]["degree"]) == (4, 1)
+    assert rows[4]["worker"] == "n0-gpu0+n0-gpu1+n0-gpu2+n0-gpu3"
+    wide, single = (tmp_path / f"g{g}" / "segments" for g in (4, 1))
+    assert frames(wide / "long.0.mp4").shape == (81, 64, 64, 3)
+    assert np.array_equal(frames(wide / "long.0.mp4"), frames(single / "long.0.mp4"))
+    assert (wide / "long.0.png").read_bytes() == (single / "long.0.png").read_bytes()   # lossless last frame
+    with Ledger(tmp_path / "g4" / "ledger.sqlite") as ledger:
+        [attempt] = ledger.attempts(ledger.jobs()[-1]["id"])
+    assert (attempt["status"], attempt["degree"]) == ("done", 4)
+
+
+def test_a_gang_keeps_its_group_across_segments(ray_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAKUGA_MODELS", str(tmp_path))
+    plan = plan_of(tmp_path, shots(noop_preset(tmp_path, "pair", [1, 2], sleep_s=0.2), 3, chained=True))
+    farm = Farm(2)
+    farm.add(Job("chain", plan, tmp_path / "out"))
+    farm.run()
+    with Ledger(tmp_path / "out" / "ledger.sqlite") as ledger:
+        attempts = ledger.attempts("chain")
+        formed = [e for e in ledger.events("chain") if e["kind"] == "gang_formed"]
+    assert [(a["status"], a["degree"]) for a in attempts] == [("done", 2)] * 3
+    assert len(formed) == 1          # one rendezvous; the next segments reuse the group
+
+
+def test_a_gang_member_killed_mid_segment_fails_the_attempt_and_the_retry_succeeds(ray_cluster, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("SAKUGA_MODELS", str(tmp_path))
+    plan = plan_of(tmp_path, shots(noop_preset(tmp_path, "pair", [1, 2], sleep_s=4.0), 1))
+    farm = Farm(2)
+    farm.add(Job("kill", plan, tmp_path / "out"))
+    pids = {s.name: farm.pool.pid(s) for s in farm.pool.slots}
+    runner = threading.Thread(target=farm.run)
+    started = time.time()
+    runner.start()
+    with Ledger(tmp_path / "out" / "ledger.sqlite") as ledger:
+        deadline = time.time() + 60
+        while not any(a["status"] == "running" for a in ledger.attempts("kill")):
+            assert time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(pids["n0-gpu1"], signal.SIGKILL)        # rank 1; rank 0 waits for it in a collective
+        runner.join(timeout=120)
+        assert not runner.is_alive()
+        attempts = ledger.attempts("kill")
+        events = ledger.events("kill")
+    assert [(a["status"], a["degree"]) for a in attempts] == [("died", 2), ("done", 2)]
+    assert time.time() - started < 60                  # no wait for a collective timeout
+    assert sum(e["kind"] == "worker_lost" for e in events) == 2   # the whole gang was replaced
+    assert sum(e["kind"] == "gang_formed" for e in events) == 2   # and the retry met anew
+    assert (tmp_path / "out" / "episode.mp4").is_file()
+
+
+def test_out_of_memory_is_retried_on_a_wider_gang(ray_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAKUGA_MODELS", str(tmp_path))
+    # 8 GB of activations on a 5 GB device: out of memory alone, fits split two ways
+    model = noop_preset(tmp_path, "big", [1, 2], activation_gb=8.0, device_gb=5.0)
+    plan = plan_of(tmp_path, shots(model, 2))
+    farm = Farm(2)
+    farm.add(Job("oom", plan, tmp_path / "out"))
+    farm.run()
+    with Ledger(tmp_path / "out" / "ledger.sqlite") as ledger:
+        for seg in plan.segments:
+            tries = ledger.attempts("oom", seg.id)
+            assert [(a["status"], a["degree"], bool(a["offload"])) for a in tries] == [
+                ("oom", 1, False), ("done", 2, False)], tries
