@@ -80,6 +80,15 @@ def check(preset: Preset) -> None:
     """Raise InputError (naming the preset file, field and path) if the preset cannot be loaded here:
     bad engine options or missing weights. Loads nothing."""
     if preset.engine == "wan":
-        from .wan_options import check_weights
+        from .wan_options import check_weights, options
 
         check_weights(preset)
+        if options(preset).sp_backend == "xfuser" and max(preset.degrees) > 1:
+            from storyboard.presets import preset_problem
+
+            from .xfuser_sp import unavailable
+
+            why = unavailable()
+            if why:
+                raise preset_problem(preset.name, ("options", "sp_backend"),
+                                     f"preset {preset.name!r}: options.sp_backend: {why}")

@@ -119,19 +119,26 @@ def tokens(transformer, latent_shape: tuple[int, ...]) -> int:
     return (f // pt) * (h // ph) * (w // pw)
 
 
-def enable(transformer, shape: Layout | tuple[int, int]) -> None:
+def enable(transformer, shape: Layout | tuple[int, int], backend: str = "diffusers") -> None:
     """Shard `transformer`'s attention over the current torch.distributed group (again, if it was
-    sharded another way before: a worker serves gangs of different widths with one loaded model)."""
+    sharded another way before: a worker serves gangs of different widths with one loaded model).
+    diffusers' hooks split the tokens and gather the output either way; `backend` says who does the
+    exchange inside each attention call: diffusers' templated attention, or xDiT's xfuser."""
     from diffusers import ContextParallelConfig
 
     shape = shape if isinstance(shape, Layout) else Layout(*shape)
-    if getattr(transformer, "_sakuga_layout", None) == shape:
+    if getattr(transformer, "_sakuga_layout", None) == (shape, backend):
         return
     disable(transformer)
     heads = transformer.config.num_attention_heads
     if heads % shape.ulysses:
         raise ValueError(f"Ulysses degree {shape.ulysses} does not divide the model's {heads} attention heads")
-    if torch.cuda.is_available():
+    if backend == "xfuser":
+        from . import xfuser_sp
+
+        xfuser_sp.install(shape)
+        transformer.set_attention_backend("native")
+    elif torch.cuda.is_available():
         # ring needs an op that returns log-sum-exp: cuDNN's does, the default SDPA does not
         transformer.set_attention_backend("_native_cudnn" if shape.ring > 1 else "native")
     else:
@@ -139,7 +146,7 @@ def enable(transformer, shape: Layout | tuple[int, int]) -> None:
     transformer.enable_parallelism(config=ContextParallelConfig(
         ulysses_degree=shape.ulysses, ring_degree=shape.ring,
         ulysses_anything=shape.uneven and shape.ulysses > 1, ring_anything=shape.uneven and shape.ring > 1))
-    transformer._sakuga_layout = shape
+    transformer._sakuga_layout = (shape, backend)
 
 
 def disable(transformer) -> None:

@@ -222,7 +222,7 @@ class WanEngine:
                 sp.disable(transformer)
             else:
                 sp.enable(transformer, sp.layout(ranks, transformer.config.num_attention_heads,
-                                                 sp.tokens(transformer, latent_shape)))
+                                                 sp.tokens(transformer, latent_shape)), self.opts.sp_backend)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:

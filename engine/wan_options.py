@@ -32,6 +32,9 @@ class WanOptions(Strict):
     vae_tiling_from: int = Field(720, ge=1, description="decode with VAE tiling when the short side is at least this")
     qc_frames: int = Field(4, ge=1, le=64, description="frames per segment sampled for character similarity")
     text_cache: int = Field(64, ge=0, le=4096, description="prompt embeddings kept per worker")
+    sp_backend: Literal["diffusers", "xfuser"] = Field(
+        "diffusers", description="who exchanges attention in a gang: diffusers' context parallelism, or xDiT's "
+                                 "xfuser long-context attention (GPU only, `pip install sakuga[gpu]`)")
 
 
 def expand(text: str) -> Path:

@@ -475,6 +475,8 @@ def selftest_sp(
     ring: Annotated[int, typer.Option("--ring", min=1, max=64, help="Ring degree.")] = 1,
     latent: Annotated[str, typer.Option("--latent", help="Latent frames x height x width (tokens = F*H*W/4).")] = "5x16x16",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted absolute difference.")] = 1e-5,
+    backend: Annotated[str, typer.Option("--backend", help="diffusers, or xfuser (GPU only; bf16 kernels: "
+                                                           "loosen --tolerance).")] = "diffusers",
 ) -> None:
     """Run the tiny Wan transformer (fp32) sharded over a gang of WORLD farm workers (Ray actors in a
     placement group, one torch.distributed group) and compare with one process; the last line is
@@ -488,6 +490,13 @@ def selftest_sp(
     except ValueError:
         _fail(InputError.single("--latent", f"{latent!r} is not FxHxW with even H and W, each 1..64"))
     tokens = size[0] * size[1] * size[2] // 4
+    if backend not in ("diffusers", "xfuser"):
+        _fail(InputError.single("--backend", f"{backend!r} is not diffusers or xfuser"))
+    if backend == "xfuser":
+        from engine.xfuser_sp import unavailable
+
+        if unavailable():
+            _fail(InputError.single("--backend", unavailable()))
     if tokens % world and ulysses > 1 and ring > 1:
         _fail(InputError.single("--latent", f"{tokens} tokens do not divide by {world}: uneven shares need pure "
                                             "Ulysses or pure ring (diffusers pads those, not both at once)"))
@@ -506,7 +515,7 @@ def selftest_sp(
     pool = WorkerPool(world, threads=max(1, (os.cpu_count() or 1) // world))
     try:
         members = pool.gang(pool.slots)
-        out = ray.get([s.actor.sp_selftest.remote(spec, ulysses, ring, 0, size) for s, spec in members])[0]
+        out = ray.get([s.actor.sp_selftest.remote(spec, ulysses, ring, 0, size, backend) for s, spec in members])[0]
     finally:
         pool.shutdown()
     err = float(np.abs(out - reference).max())

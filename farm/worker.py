@@ -177,13 +177,13 @@ class SegmentWorker:
                 "render_s": rendered_at - started, "encode_s": time.time() - rendered_at}
 
     def sp_selftest(self, gang: GangSpec, ulysses: int, ring: int, seed: int,
-                    size: tuple[int, int, int]) -> np.ndarray | None:
+                    size: tuple[int, int, int], backend: str = "diffusers") -> np.ndarray | None:
         """The tiny Wan transformer's output with its attention sharded over the gang (rank 0 returns it)."""
         from engine import sp
 
         self.membership.ensure(gang)
         transformer, inputs = sp.selftest_case(ulysses, seed, size)
         sp.enable(transformer, sp.Layout(ulysses, ring, uneven=sp.tokens(transformer, inputs["hidden_states"].shape)
-                                         % gang.world != 0))
+                                         % gang.world != 0), backend)
         out = sp.forward(transformer, inputs)
         return out.numpy() if gang.rank == 0 else None
