@@ -495,8 +495,9 @@ def selftest_sp(
     if backend == "xfuser":
         from engine.xfuser_sp import unavailable
 
-        if unavailable():
-            _fail(InputError.single("--backend", unavailable()))
+        why = unavailable()
+        if why:
+            _fail(InputError.single("--backend", why))
     if tokens % world and ulysses > 1 and ring > 1:
         _fail(InputError.single("--latent", f"{tokens} tokens do not divide by {world}: uneven shares need pure "
                                             "Ulysses or pure ring (diffusers pads those, not both at once)"))

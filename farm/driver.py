@@ -337,9 +337,9 @@ class Farm:
     def _failed(self, a: Attempt, status: str, error: str, *, culprit: Slot | None = None) -> None:
         job, seg = a.job, a.seg
         job.ledger.end_attempt(job.id, seg.id, a.n, status, error)
-        for slot in [culprit] if culprit else []:
-            slot.failures[job.id] += 1
-            self.failed_on.setdefault((job.id, seg.id), set()).add(slot.key)
+        if culprit:
+            culprit.failures[job.id] += 1
+            self.failed_on.setdefault((job.id, seg.id), set()).add(culprit.key)
         job.results[seg.id].update(error=error)
         self.progress[job.id].retrying(seg, status)
         if self.tries[(job.id, seg.id)] >= MAX_ATTEMPTS or job.cancelled:

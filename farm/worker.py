@@ -163,7 +163,7 @@ class SegmentWorker:
             _release_accelerator_memory()
             raise OutOfMemory(str(e).splitlines()[0] if str(e) else "out of memory") from None
         where = {"started": started, "worker": self.name, "node": ray.get_runtime_context().get_node_id(),
-                 "resident": self.engines.resident(), "degree": ranks}
+                 "resident": self.engines.resident()}
         if gang and gang.rank != 0:
             return {**where, "render_s": time.time() - started}
         frames = rendered.frames
@@ -183,7 +183,7 @@ class SegmentWorker:
 
         self.membership.ensure(gang)
         transformer, inputs = sp.selftest_case(ulysses, seed, size)
-        sp.enable(transformer, sp.Layout(ulysses, ring, uneven=sp.tokens(transformer, inputs["hidden_states"].shape)
-                                         % gang.world != 0), backend)
+        uneven = sp.tokens(transformer, inputs["hidden_states"].shape) % gang.world != 0
+        sp.enable(transformer, sp.Layout(ulysses, ring, uneven), backend)
         out = sp.forward(transformer, inputs)
         return out.numpy() if gang.rank == 0 else None
