@@ -421,6 +421,8 @@ def render_jobs(jobs: list[Job], *, gpus: int = 1, address: str | None = None, s
         raise
     outcomes = []
     for job in jobs:
+        for note in job.notes:
+            log(note)
         publish_json(job.out / "render.json", {"wall_s": time.time() - started, "gpus": gpus,
                                                "failed_shots": job.failed_shots, "reused": job.reused,
                                                "kept": job.kept})

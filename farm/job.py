@@ -21,6 +21,7 @@ from .manifest import write_manifest
 from .policy import Task
 from .publish import json_bytes, publish_json, publish_many
 from .stitch import stitch_episode, stitch_shot
+from .timeline import Cut, write_timeline
 
 MAX_ATTEMPTS = 3
 PRIORITIES = {"low": -10, "normal": 0, "high": 10, "urgent": 20}
@@ -58,6 +59,7 @@ class Job:
         self.done: set[str] = set()
         self.dead: set[str] = set()        # failed, or downstream of a failure
         self.reused = self.kept = 0
+        self.notes: list[str] = []          # what delivery could not do, for the user
         self.cancelled = False
         self.delivered = False
         self.episode: Path | None = None
@@ -203,18 +205,21 @@ class Job:
         shots_dir = self.out / "shots"
         shots_dir.mkdir(exist_ok=True)
         kept = [s for s in plan.shots if s.id not in failed]
-        files, fades = [], []
+        cuts = []
         for i, shot in enumerate(kept):
             path = shots_dir / f"{shot.id}.mp4"
-            stitch_shot([self._path(g, ".mp4") for g in shot.segments], path, plan.fps)
-            files.append(path)
+            frames = stitch_shot([self._path(g, ".mp4") for g in shot.segments], path, plan.fps)
             # a dissolve only joins two shots that both rendered and follow each other
             adjacent = i + 1 < len(kept) and plan.shots.index(kept[i + 1]) == plan.shots.index(shot) + 1
-            fades.append(shot.crossfade_frames if adjacent else 0)
+            cuts.append(Cut(shot, path, frames, shot.crossfade_frames if adjacent else 0))
         episode = None
-        if files:
+        if cuts:
             episode = self.out / "episode.mp4"
-            stitch_episode(files, fades, episode, plan.fps, audio=Path(plan.audio) if plan.audio else None)
+            stitch_episode([c.file for c in cuts], [c.dissolve for c in cuts], episode, plan.fps,
+                           audio=Path(plan.audio) if plan.audio else None)
+            for note in write_timeline(self.out, plan, cuts):
+                self.notes.append(note)
+                self.ledger.event("timeline", note, job=self.id)
         write_manifest(self.out / "manifest.parquet", plan, self.results)
         self.ledger.set_job_status(self.id, "failed" if failed else "done",
                                    f"{len(failed)} shot(s) failed: {', '.join(failed)}" if failed else None)
