@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -117,6 +118,16 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Segment cache fo
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither reuse nor store segments in the cache.")]
 
 
+class Master(str, Enum):
+    prores = "prores"
+    png = "png"
+
+
+DeliverOpt = Annotated[list[Master] | None, typer.Option(
+    "--deliver", help="Also write a master for editors: prores (episode.mov, ProRes 422 HQ with PCM sound) "
+                      "or png (episode_png/, a numbered PNG sequence). Repeatable.")]
+
+
 @app.command()
 def render(
     file: Path,
@@ -130,12 +141,14 @@ def render(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the render recorded in OUT's ledger (OUT must hold one).")] = False,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    deliver: DeliverOpt = None,
 ) -> None:
     """Render everything and deliver the cut into OUT. Segments already published in OUT, or in the
     segment cache, with the same content hash are reused, not rendered again."""
     config = {"source": str(file.resolve()), "engine": engine, "gpus": gpus, "address": address,
               "asset_roots": [str(p.resolve()) for p in asset_root or []], "offload": offload,
-              "cache": None if no_cache else str(cache.resolve()) if cache else "default"}
+              "cache": None if no_cache else str(cache.resolve()) if cache else "default",
+              "deliver": sorted({m.value for m in deliver or []})}
     try:
         if resume and not (out / "ledger.sqlite").is_file():
             raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
@@ -255,6 +268,7 @@ def submit(
     priority: PriorityOpt = "normal",
     out: Annotated[str | None, typer.Option("--out", help="Output folder on the cluster (default ~/sakuga/jobs/JOB on the head).")] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="Model preset (overrides the storyboard's).")] = None,
+    deliver: DeliverOpt = None,
 ) -> None:
     """Submit a render to the studio cluster's queue (Ray Job API); prints the job id."""
     from .cluster import submit as send
@@ -265,7 +279,8 @@ def submit(
     except InputError as e:
         _fail(e)
     try:
-        job = _cluster_call(lambda: send(file, p, address=address, priority=level, out=out, engine=engine))
+        job = _cluster_call(lambda: send(file, p, address=address, priority=level, out=out, engine=engine,
+                                         deliver=sorted({m.value for m in deliver or []})))
     except InputError as e:
         _fail(e)
     typer.echo(job)
@@ -282,6 +297,7 @@ def batch(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    deliver: DeliverOpt = None,
 ) -> None:
     """Queue many files (overnight PV batches). With --address they join the cluster's queue at
     PRIORITY, filling idle GPUs while more urgent jobs go first; else they render here together."""
@@ -301,19 +317,21 @@ def batch(
             problems.append(InputError.single(f, f"two files named {f.stem!r}: each renders into OUT/{f.stem}").problems[0])
     if problems:
         _fail(InputError(problems))
+    masters = sorted({m.value for m in deliver or []})
     if address:
         from .cluster import submit as send
 
         for f, p in zip(files, plans):
             job = _cluster_call(lambda f=f, p=p: send(f, p, address=address, priority=level,
-                                                      out=str(out / f.stem), engine=engine))
+                                                      out=str(out / f.stem), engine=engine, deliver=masters))
             typer.echo(job)
         return
     from .cache import SegmentCache, default_cache_dir
     from .driver import render_jobs
     from .job import Job
 
-    jobs = [Job(Job.new_id(f.stem), p, out / f.stem, level, {"source": str(f.resolve()), "engine": engine, "gpus": gpus})
+    jobs = [Job(Job.new_id(f.stem), p, out / f.stem, level,
+                {"source": str(f.resolve()), "engine": engine, "gpus": gpus, "deliver": masters})
             for f, p in zip(files, plans)]
     store = None if no_cache else SegmentCache(cache or default_cache_dir())
     outcomes = render_jobs(jobs, gpus=gpus, show_progress=not quiet, cache=store,
@@ -333,6 +351,7 @@ def run_job(
     priority: Annotated[int, typer.Option("--priority")] = 0,
     out: Annotated[str | None, typer.Option("--out")] = None,
     engine: Annotated[str | None, typer.Option("--engine")] = None,
+    deliver: Annotated[list[Master] | None, typer.Option("--deliver")] = None,
 ) -> None:
     """Entrypoint of a submitted job, on the cluster: hand the plan to the farm service and follow it."""
     try:
@@ -341,7 +360,25 @@ def run_job(
         _fail(e)
     from .submitted import follow
 
-    raise typer.Exit(follow(p, file, job_id, priority, out, engine))
+    raise typer.Exit(follow(p, file, job_id, priority, out, engine, [m.value for m in deliver or []]))
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="Output folder of a render.")],
+    min_similarity: Annotated[float, typer.Option("--min-similarity", help="Flag shots where a character's similarity to its bank is below this.")] = 0.80,
+    max_flicker: Annotated[float, typer.Option("--max-flicker", help="Flag shots whose mean frame-to-frame change (0..1) is above this.")] = 0.08,
+    max_jump: Annotated[float, typer.Option("--max-jump", help="Flag shots with a single frame-to-frame change (0..1) above this.")] = 0.25,
+) -> None:
+    """Rebuild OUT/report.html and OUT/contact_sheet.png from OUT's plan, manifest, ledger and shots,
+    without rendering; prints the report's path."""
+    from .report import Thresholds, write_report
+
+    try:
+        path = write_report(out, Thresholds(min_similarity, max_flicker, max_jump))
+    except InputError as e:
+        _fail(e)
+    typer.echo(str(path.resolve()))
 
 
 @app.command()

@@ -47,7 +47,7 @@ def _token_available() -> bool:
 
 
 def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: str | None,
-           engine: str | None) -> str:
+           engine: str | None, deliver: list[str] = ()) -> str:
     """Submit one storyboard; its folder (with every picture it names) becomes the job's working dir."""
     folder = file.resolve().parent
     outside = sorted(p for p in list(plan.assets.values()) + ([plan.audio] if plan.audio else [])
@@ -59,6 +59,7 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
     command = ["sakuga", "run-job", file.name, "--job-id", job_id, "--priority", str(priority)]
     command += ["--out", out] if out else []
     command += ["--engine", engine] if engine else []
+    command += [arg for m in deliver for arg in ("--deliver", m)]
     c = client(address)
     try:
         return c.submit_job(entrypoint=shlex.join(command), submission_id=job_id,

@@ -20,7 +20,8 @@ from .ledger import Ledger
 from .manifest import write_manifest
 from .policy import Task
 from .publish import json_bytes, publish_json, publish_many
-from .stitch import stitch_episode, stitch_shot
+from .report import write_report
+from .stitch import ShotFiles, stitch
 from .timeline import Cut, write_timeline
 
 MAX_ATTEMPTS = 3
@@ -200,29 +201,34 @@ class Job:
     # -- delivery -----------------------------------------------------------------------------------
 
     def deliver(self) -> Path | None:
-        """Stitch every complete shot and the episode, write the manifest; the ledger says how it went."""
+        """Stitch every complete shot and the episode, write the timeline, manifest and report; the
+        ledger says how it went."""
         plan, failed = self.plan, self.failed_shots
-        shots_dir = self.out / "shots"
-        shots_dir.mkdir(exist_ok=True)
         kept = [s for s in plan.shots if s.id not in failed]
-        cuts = []
+        files = []
         for i, shot in enumerate(kept):
-            path = shots_dir / f"{shot.id}.mp4"
-            frames = stitch_shot([self._path(g, ".mp4") for g in shot.segments], path, plan.fps)
             # a dissolve only joins two shots that both rendered and follow each other
             adjacent = i + 1 < len(kept) and plan.shots.index(kept[i + 1]) == plan.shots.index(shot) + 1
-            cuts.append(Cut(shot, path, frames, shot.crossfade_frames if adjacent else 0))
+            files.append(ShotFiles([self._path(g, ".mp4") for g in shot.segments], self.out / "shots" / f"{shot.id}.mp4",
+                                   shot.crossfade_frames if adjacent else 0))
         episode = None
-        if cuts:
+        if files:
             episode = self.out / "episode.mp4"
-            stitch_episode([c.file for c in cuts], [c.dissolve for c in cuts], episode, plan.fps,
-                           audio=Path(plan.audio) if plan.audio else None)
+            lengths = stitch(files, episode, plan.fps, audio=Path(plan.audio) if plan.audio else None,
+                             masters=self.config.get("deliver") or ())
+            cuts = [Cut(shot, f.out, n, f.dissolve) for shot, f, n in zip(kept, files, lengths)]
             for note in write_timeline(self.out, plan, cuts):
                 self.notes.append(note)
                 self.ledger.event("timeline", note, job=self.id)
         write_manifest(self.out / "manifest.parquet", plan, self.results)
         self.ledger.set_job_status(self.id, "failed" if failed else "done",
                                    f"{len(failed)} shot(s) failed: {', '.join(failed)}" if failed else None)
+        try:
+            write_report(self.out)   # last: it reads the manifest and the job's final status
+        except Exception as e:   # noqa: BLE001 (the cut is delivered; `sakuga report` can try again)
+            note = f"{self.out / 'report.html'} not written: {type(e).__name__}: {e}"
+            self.notes.append(note)
+            self.ledger.event("report", note, job=self.id)
         return episode
 
     def close(self) -> None:

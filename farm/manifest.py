@@ -20,6 +20,7 @@ SCHEMA = pa.schema([
     ("inputs", pa.list_(pa.string())),          # sha256 of every input picture / upstream segment
     ("deps", pa.list_(pa.string())),
     ("status", pa.string()), ("attempts", pa.int32()), ("error", pa.string()),
+    ("origin", pa.string()),                    # rendered, cache, or resumed (kept from an earlier run)
     ("worker", pa.string()), ("node", pa.string()),
     ("degree", pa.int32()),                     # GPUs of the gang that rendered it
     ("started", pa.timestamp("ms", tz="UTC")), ("render_s", pa.float64()), ("encode_s", pa.float64()),
@@ -41,6 +42,7 @@ def write_manifest(path: Path, plan: Plan, results: dict[str, dict]) -> None:
             "guidance": seg.guidance, "shift": seg.shift, "prompt": seg.prompt, "hash": seg.hash,
             "inputs": inputs, "deps": list(seg.deps),
             "status": r.get("status", "pending"), "attempts": r.get("attempts", 0), "error": r.get("error"),
+            "origin": r.get("origin"),
             "worker": r.get("worker"), "node": r.get("node"), "degree": r.get("degree"),
             "started": int(r["started"] * 1000) if r.get("started") else None,
             "render_s": r.get("render_s"), "encode_s": r.get("encode_s"), "estimated_s": seg.runtime(r.get("degree") or 1),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like `atomic_path` for a folder: fill the yielded temporary folder; on a clean exit it replaces
+    `path`. The old folder is first renamed aside, so a crash between the two renames leaves no
+    `path` (and a `.tmp-*` folder for `remove_stale_temps`), never a mixture of old and new files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            _fsync(f)
+        _fsync_dir(tmp)
+        if path.exists():
+            old = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-old-{path.name}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(path.parent)
 
@@ -75,9 +103,12 @@ def publish_many(files: dict[Path, bytes]) -> None:
 
 def remove_stale_temps(folder: str | os.PathLike) -> int:
     """Delete temporaries left by an interrupted run in `folder`; return how many there were."""
-    stale = [p for p in Path(folder).glob(f"{TEMP_PREFIX}*") if p.is_file()]
+    stale = list(Path(folder).glob(f"{TEMP_PREFIX}*"))
     for p in stale:
-        p.unlink(missing_ok=True)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return len(stale)
 
 

@@ -19,7 +19,8 @@ from .service import farm_service
 FINAL = {"done", "failed", "cancelled"}
 
 
-def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, engine: str | None) -> int:
+def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, engine: str | None,
+           deliver: list[str] = ()) -> int:
     ray.init(address="auto", logging_level="WARNING", log_to_driver=False)
     check_cluster(plan)
     folder = Path(out).expanduser() if out else Path.home() / "sakuga" / "jobs" / job_id
@@ -30,7 +31,8 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
         plan = replace(plan, audio=str(kept))
     assets = {ref: Path(path).read_bytes() for ref, path in plan.assets.items()}
     service = farm_service()
-    config = {"source": str(file), "engine": engine, "priority": priority, "submitted": True}
+    config = {"source": str(file), "engine": engine, "priority": priority, "submitted": True,
+              "deliver": sorted(deliver)}
     state = ray.get(service.submit.remote(job_id, plan, str(folder), priority, config, assets))
     print(f"{job_id}: queued with priority {priority}, {state['segments']} segments "
           f"({state['reused']} reused), output {folder}", flush=True)

@@ -1,4 +1,5 @@
-"""Video files through PyAV: H.264 yuv420p MP4 out and in, the soundtrack, lossless PNG stills.
+"""Video files through PyAV: H.264 yuv420p MP4 (or ProRes 422 HQ MOV for editors) out, any video in,
+the soundtrack, lossless PNG stills and PNG sequences.
 
 Pictures are RGB uint8 arrays of shape (height, width, 3). Files are written BT.709 limited range and
 tagged so; frame i has pts i in a 1/fps time base, so every decoder counts exactly the frames written
@@ -12,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
@@ -27,23 +29,41 @@ Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 AUDIO_RATE = 48_000
 AUDIO_LAYOUT = "stereo"
 AUDIO_BIT_RATE = 192_000
+
+@dataclass(frozen=True)
+class Codec:
+    container: str
+    video: str
+    pix_fmt: str
+    audio: str
+    options: dict
+
+
+CODECS = {
+    "h264": Codec("mp4", "libx264", "yuv420p", "aac", {"crf": "{crf}", "preset": "{preset}"}),
+    # ProRes 422 HQ with PCM sound: what editing suites take without transcoding
+    "prores": Codec("mov", "prores_ks", "yuv422p10le", "pcm_s16le", {"profile": "3"}),
+}
 # AVColorSpace's AVCOL_SPC_BT709; PyAV only names the swscale matrices, whose ITU709 has the same value
 _AVCOL_SPC_BT709 = 1
 
 
 class Encoder:
-    """Streaming H.264 writer: `with Encoder(path, fps, w, h) as enc: enc.write(frame)`.
+    """Streaming video writer: `with Encoder(path, fps, w, h) as enc: enc.write(frame)`.
 
-    `target` is a path (written directly) or a binary file object (filled on close: faststart has to
-    rewrite the file, which FFmpeg does by reopening it by name, so the MP4 is built in a temporary
-    file first). With `audio_rate`, an AAC track is added: feed it with `write_audio`.
+    `codec` is a key of CODECS (H.264 in MP4 by default). `target` is a path (written directly) or a
+    binary file object (filled on close: faststart has to rewrite the file, which FFmpeg does by
+    reopening it by name, so the file is built in a temporary one first). With `audio_rate`, a sound
+    track is added (AAC, or PCM with ProRes): feed it with `write_audio`.
     """
 
     def __init__(self, target: Target, fps: int, width: int, height: int, *, crf: int = 16,
-                 preset: str = "medium", audio_rate: int | None = None, audio_layout: str = AUDIO_LAYOUT):
+                 preset: str = "medium", audio_rate: int | None = None, audio_layout: str = AUDIO_LAYOUT,
+                 codec: str = "h264"):
         if width % 2 or height % 2 or width <= 0 or height <= 0:
             raise ValueError(f"yuv420p needs a positive even width and height, got {width}x{height}")
-        self.fps, self.width, self.height = fps, width, height
+        spec = CODECS[codec]
+        self.fps, self.width, self.height, self.pix_fmt = fps, width, height, spec.pix_fmt
         self.frames = 0             # pictures written so far
         self.audio_samples = 0      # audio samples handed to `write_audio` so far
         self._audio_pts = 0         # audio samples encoded so far
@@ -57,12 +77,12 @@ class Encoder:
             self._tmpdir = tempfile.mkdtemp(prefix="sakuga-encode-")
             path = Path(self._tmpdir) / "out.mp4"
         try:
-            self.container = av.open(str(path), "w", format="mp4",
+            self.container = av.open(str(path), "w", format=spec.container,
                                      container_options={"movflags": "+faststart"})
-            self.video = self.container.add_stream(
-                "libx264", rate=fps, options={"crf": str(crf), "preset": preset})
+            options = {k: v.format(crf=crf, preset=preset) for k, v in spec.options.items()}
+            self.video = self.container.add_stream(spec.video, rate=fps, options=options)
             ctx = self.video.codec_context
-            ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+            ctx.width, ctx.height, ctx.pix_fmt = width, height, spec.pix_fmt
             ctx.time_base = Fraction(1, fps)
             ctx.color_range = ColorRange.MPEG
             ctx.colorspace = _AVCOL_SPC_BT709
@@ -70,10 +90,12 @@ class Encoder:
             ctx.color_trc = ColorTrc.BT709
             self.audio = None
             if audio_rate is not None:
-                self.audio = self.container.add_stream("aac", rate=audio_rate, layout=audio_layout,
-                                                       bit_rate=AUDIO_BIT_RATE)
+                self.audio = self.container.add_stream(spec.audio, rate=audio_rate, layout=audio_layout)
+                if spec.audio == "aac":
+                    self.audio.codec_context.bit_rate = AUDIO_BIT_RATE
                 self.audio.codec_context.open()   # to learn its frame size before the first packet
-                self._audio_frame = self.audio.codec_context.frame_size
+                self._audio_frame = self.audio.codec_context.frame_size or 1024   # PCM takes any size
+                self._audio_format = self.audio.codec_context.format.name
                 self._audio_pending: list[np.ndarray] = []
                 self._audio_pending_n = 0
         except BaseException:
@@ -86,7 +108,7 @@ class Encoder:
             raise ValueError(f"expected a uint8 frame of shape {(self.height, self.width, 3)}, "
                              f"got {frame.dtype} {frame.shape}")
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        yuv = self._reformatter.reformat(rgb, format="yuv420p", dst_colorspace=Colorspace.ITU709,
+        yuv = self._reformatter.reformat(rgb, format=self.pix_fmt, dst_colorspace=Colorspace.ITU709,
                                          dst_color_range=ColorRange.MPEG)
         yuv.pts = self.frames
         yuv.time_base = self.video.codec_context.time_base
@@ -147,12 +169,15 @@ class Encoder:
 
     def _encode_audio(self, samples: np.ndarray) -> None:
         ctx = self.audio.codec_context
-        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=ctx.layout.name)
+        if self._audio_format == "s16":   # PCM: interleaved 16-bit
+            samples = (np.clip(samples, -1.0, 1.0) * 32767).round().astype("<i2").T.reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=self._audio_format,
+                                           layout=ctx.layout.name)
         frame.sample_rate = ctx.sample_rate
         frame.pts = self._audio_pts
         frame.time_base = Fraction(1, ctx.sample_rate)
         self.container.mux(self.audio.encode(frame))
-        self._audio_pts += samples.shape[1]
+        self._audio_pts += frame.samples
 
     def _abandon(self) -> None:
         """Release everything without finishing the file (after an error, or after close)."""
@@ -192,15 +217,21 @@ def _open(source: Source) -> av.container.InputContainer:
     return av.open(source, "r")
 
 
-def read_frames(source: Source) -> Iterator[np.ndarray]:
-    """Decode the first video stream of a file (path, bytes or binary file) into RGB uint8 frames, one by one."""
+def read_frames(source: Source, width: int | None = None) -> Iterator[np.ndarray]:
+    """Decode the first video stream of a file (path, bytes or binary file) into RGB uint8 frames, one
+    by one; with `width`, scaled down to it (the height keeps the aspect, rounded to even)."""
     with _open(source) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         reformatter = VideoReformatter()
+        size = {}
+        if width is not None and width < stream.codec_context.width:
+            ctx = stream.codec_context
+            size = {"width": width, "height": max(2, round(ctx.height * width / ctx.width / 2) * 2),
+                    "interpolation": "AREA"}
         for frame in container.decode(stream):
             # the source's own colour tags pick the matrix and range (ours: BT.709 limited)
-            yield reformatter.reformat(frame, format="rgb24").to_ndarray()
+            yield reformatter.reformat(frame, format="rgb24", **size).to_ndarray()
 
 
 def probe(source: Source) -> dict:
@@ -270,6 +301,23 @@ class Soundtrack:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class PngSequence:
+    """Frames as numbered lossless PNGs in a folder (`<stem>.000000.png`, ...), for compositing and
+    grading tools. Same `write`/`close` as `Encoder`, without sound."""
+
+    def __init__(self, folder: str | os.PathLike, stem: str, *, compress_level: int = 1):
+        self.folder, self.stem, self.level = Path(folder), stem, compress_level
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        Image.fromarray(np.ascontiguousarray(frame)).save(
+            self.folder / f"{self.stem}.{self.frames:06d}.png", format="PNG", compress_level=self.level)
+        self.frames += 1
+
+    def close(self) -> None:
+        pass
 
 
 def png_bytes(frame: np.ndarray) -> bytes:

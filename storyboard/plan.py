@@ -135,7 +135,8 @@ class Plan:
             "episode_frames": self.episode_frames,
             "shots": [
                 {"id": s.id, "scene": s.scene, "frames": s.frames, "characters": list(s.characters),
-                 "segments": list(s.segments), "crossfade_frames": s.crossfade_frames}
+                 "segments": list(s.segments), "crossfade_frames": s.crossfade_frames, "prompt": s.prompt,
+                 "camera": s.camera}
                 for s in self.shots
             ],
             "segments": [

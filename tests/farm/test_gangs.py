@@ -78,6 +78,10 @@ def test_a_long_shot_at_degree_4_gives_the_frames_of_one_gpu(ray_cluster, tmp_pa
     with Ledger(tmp_path / "g4" / "ledger.sqlite") as ledger:
         [attempt] = ledger.attempts(ledger.jobs()[-1]["id"])
     assert (attempt["status"], attempt["degree"]) == ("done", 4)
+    # the report's schedule draws the gang as one bar across its four GPU rows
+    page = (tmp_path / "g4" / "report.html").read_text()
+    gantt = page[page.index('class="chart gantt"'):page.index("</svg>", page.index('class="chart gantt"'))]
+    assert gantt.count('<g class="bar done">') == 1 and 'height="76.0"' in gantt and "the widest here 4" in page
 
 
 def test_a_gang_keeps_its_group_across_segments(ray_cluster, tmp_path, monkeypatch):

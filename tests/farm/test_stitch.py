@@ -1,11 +1,11 @@
-"""farm.stitch: segments into shots, shots into the cut; farm.publish: atomic files."""
+"""farm.stitch: segments into shots and the cut in one pass, masters for editors, the soundtrack."""
 import wave
 
 import av
 import numpy as np
 import pytest
 
-from farm.stitch import stitch_episode, stitch_shot
+from farm.stitch import ShotFiles, master_paths, stitch
 from farm.video import encode_mp4, probe, read_frames
 
 W, H, FPS = 64, 48, 16
@@ -33,6 +33,12 @@ def clip(path, frames):
     return path
 
 
+def episode(files, dissolves, out, **kw):
+    """Stitch one-segment shots (their files given) into `out`; shots go beside it."""
+    shots = [ShotFiles([f], out.parent / "shots" / f"{i}.mp4", k) for i, (f, k) in enumerate(zip(files, dissolves))]
+    return sum(stitch(shots, out, FPS, **kw)) - sum(dissolves)
+
+
 def mean_colour(frame: np.ndarray) -> np.ndarray:
     return frame.reshape(-1, 3).mean(axis=0)
 
@@ -43,7 +49,7 @@ def test_shot_drops_the_first_frame_of_every_later_segment(tmp_path):
             clip(tmp_path / "s1.mp4", [flat(MARKER)] + [coded(i) for i in range(5, 9)]),
             clip(tmp_path / "s2.mp4", [flat(MARKER)] + [coded(i) for i in range(9, 13)])]
     out = tmp_path / "shots" / "a.mp4"
-    assert stitch_shot(segs, out, FPS) == 13
+    assert stitch([ShotFiles(segs, out)], None, FPS) == [13]
     assert [index_of(f) for f in read_frames(out)] == list(range(13))
     info = probe(out)
     assert (info["frames"], info["fps"], info["codec"], info["pix_fmt"]) == (13, FPS, "h264", "yuv420p")
@@ -51,7 +57,7 @@ def test_shot_drops_the_first_frame_of_every_later_segment(tmp_path):
 
 def test_single_segment_shot_is_copied_whole(tmp_path):
     seg = clip(tmp_path / "s0.mp4", [coded(i) for i in range(6)])
-    assert stitch_shot([seg], tmp_path / "a.mp4", FPS) == 6
+    assert stitch([ShotFiles([seg], tmp_path / "a.mp4")], None, FPS) == [6]
     assert [index_of(f) for f in read_frames(tmp_path / "a.mp4")] == list(range(6))
 
 
@@ -71,7 +77,7 @@ def test_episode_dissolves_blend_the_tail_into_the_head_in_order(tmp_path):
     files = [clip(tmp_path / f"{n}.mp4", [flat(c) for c in s]) for n, s in zip("abc", shots)]
     out = tmp_path / "episode.mp4"
 
-    written = stitch_episode(files, [3, 2, 0], out, FPS)
+    written = episode(files, [3, 2, 0], out)
 
     assert written == 6 + 8 + 5 - 3 - 2 == probe(out)["frames"]
     got = [mean_colour(f) for f in read_frames(out)]
@@ -87,7 +93,7 @@ def test_episode_dissolves_blend_the_tail_into_the_head_in_order(tmp_path):
 
 def test_episode_cuts_keep_every_frame(tmp_path):
     files = [clip(tmp_path / f"{n}.mp4", [coded(i) for i in r]) for n, r in (("a", range(0, 4)), ("b", range(4, 9)))]
-    assert stitch_episode(files, [0, 0], tmp_path / "e.mp4", FPS) == 9
+    assert episode(files, [0, 0], tmp_path / "e.mp4") == 9
     assert [index_of(f) for f in read_frames(tmp_path / "e.mp4")] == list(range(9))
 
 
@@ -96,12 +102,12 @@ def test_bad_dissolves_are_rejected_and_publish_nothing(tmp_path):
     b = clip(tmp_path / "b.mp4", [flat(BLUE)] * 4)
     out = tmp_path / "out" / "episode.mp4"
     with pytest.raises(ValueError, match="last shot cannot dissolve"):
-        stitch_episode([a, b], [1, 2], out, FPS)
+        episode([a, b], [1, 2], out, masters=["prores", "png"])
     with pytest.raises(ValueError, match="too short"):       # b: 3 frames in and 2 out of 4
-        stitch_episode([a, b, a], [3, 2, 0], out, FPS)
-    with pytest.raises(ValueError, match="2 shots but 1 crossfades"):
-        stitch_episode([a, b], [0], out, FPS)
-    assert list((tmp_path / "out").iterdir()) == []
+        episode([a, b, a], [3, 2, 0], out, masters=["prores", "png"])
+    with pytest.raises(ValueError, match="unknown master dpx"):
+        episode([a, b], [0, 0], out, masters=["dpx"])
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
 
 
 def test_pictures_of_different_sizes_are_not_stitched(tmp_path):
@@ -109,7 +115,7 @@ def test_pictures_of_different_sizes_are_not_stitched(tmp_path):
     b = tmp_path / "b.mp4"
     encode_mp4([np.zeros((96, 128, 3), np.uint8)] * 2, b, FPS, 128, 96)
     with pytest.raises(ValueError, match="different sizes"):
-        stitch_shot([a, b], tmp_path / "s.mp4", FPS)
+        stitch([ShotFiles([a, b], tmp_path / "s.mp4")], None, FPS)
 
 
 def write_sine(path, seconds: float, rate: int = 44_100) -> None:
@@ -128,7 +134,7 @@ def test_soundtrack_is_cut_or_padded_to_the_picture(tmp_path, audio_s):
     files = [clip(tmp_path / "a.mp4", [flat(RED)] * 10), clip(tmp_path / "b.mp4", [flat(BLUE)] * 12)]
     out = tmp_path / "episode.mp4"
 
-    frames = stitch_episode(files, [2, 0], out, FPS, audio=tmp_path / "music.wav")
+    frames = episode(files, [2, 0], out, audio=tmp_path / "music.wav")
 
     picture_s = frames / FPS     # 20 frames: 1.25 s
     info = probe(out)
@@ -142,3 +148,44 @@ def test_soundtrack_is_cut_or_padded_to_the_picture(tmp_path, audio_s):
     late = np.abs(pcm[:, 48_000 * 7 // 10: 48_000]).max()
     assert loud > 0.2
     assert (late > 0.2) if audio_s > picture_s else (late < 0.01)   # music or the padding silence
+
+
+def test_shots_and_cut_come_from_the_segments_in_one_pass(tmp_path):
+    # two chained segments make shot a; it dissolves for 2 frames into the one-segment shot b
+    a = [clip(tmp_path / "a0.mp4", [coded(i) for i in range(0, 5)]),
+         clip(tmp_path / "a1.mp4", [flat(MARKER)] + [coded(i) for i in range(5, 9)])]
+    b = [clip(tmp_path / "b0.mp4", [coded(i) for i in range(9, 15)])]
+    shots = [ShotFiles(a, tmp_path / "shots" / "a.mp4", 2), ShotFiles(b, tmp_path / "shots" / "b.mp4")]
+    out = tmp_path / "episode.mp4"
+
+    assert stitch(shots, out, FPS) == [9, 6]
+
+    assert [index_of(f) for f in read_frames(shots[0].out)] == list(range(9))
+    assert [index_of(f) for f in read_frames(shots[1].out)] == list(range(9, 15))
+    cut = [mean_colour(f) for f in read_frames(out)]
+    assert len(cut) == 9 + 6 - 2
+    assert [index_of(f) for f in list(read_frames(out))[:7]] == list(range(7))
+    assert [index_of(f) for f in list(read_frames(out))[9:]] == list(range(11, 15))
+    want = expected_cut([[mean_colour(coded(i)) for i in range(9)], [mean_colour(coded(i)) for i in range(9, 15)]], [2])
+    assert max(np.abs(g - w).max() for g, w in zip(cut, want)) <= 6   # one H.264 pass from the segments
+
+
+def test_masters_for_editors_match_the_cut(tmp_path):
+    write_sine(tmp_path / "music.wav", 2.0)
+    files = [clip(tmp_path / "a.mp4", [coded(i) for i in range(6)]),
+             clip(tmp_path / "b.mp4", [coded(i) for i in range(6, 14)])]
+    out = tmp_path / "deliver" / "episode.mp4"
+
+    frames = episode(files, [0, 0], out, masters=["prores", "png"], audio=tmp_path / "music.wav")
+
+    paths = master_paths(out)
+    mov = probe(paths["prores"])
+    assert (mov["codec"], mov["pix_fmt"], mov["frames"], mov["fps"]) == ("prores", "yuv422p10le", frames, FPS)
+    assert (mov["audio"]["codec"], mov["audio"]["rate"]) == ("pcm_s16le", 48_000)
+    assert mov["audio"]["duration_s"] == pytest.approx(frames / FPS, abs=1e-3)
+    assert [index_of(f) for f in read_frames(paths["prores"])] == list(range(14))
+    pngs = sorted(paths["png"].iterdir())
+    assert [p.name for p in pngs] == [f"episode.{i:06d}.png" for i in range(14)]
+    from PIL import Image
+    assert [index_of(np.asarray(Image.open(p))) for p in pngs] == list(range(14))
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp-")]
