@@ -34,7 +34,8 @@ How a segment becomes frames, top to bottom:
    travel with the camera in the next segment. The captioned frames[-1] and the next segment's
    captioned frame 0 are identical, as both carry the same shot frame number.
 
-Metrics: `flicker`, the mean absolute difference of consecutive output frames (0..255).
+Metrics: `flicker`, the mean absolute difference of consecutive output frames on a 0..1 scale (as
+`engine.qc.flicker`, the figure every engine's segments carry).
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class AnimaticEngine(NoBank):
                 flicker += absolute_difference(frames[i], frames[i - 1])
             if progress is not None:
                 progress(i + 1, total)
-        mean_flicker = flicker / ((total - 1) * frames[0].size) if total > 1 else 0.0
+        mean_flicker = flicker / ((total - 1) * frames[0].size * 255.0) if total > 1 else 0.0
         return AnimaticRendered(frames, {"flicker": float(mean_flicker)}, clean_last)
 
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
            "#bab0ac", "#e15759")
 WIDTH, LEFT, TOP, BOTTOM = 960, 110, 16, 28
+SIMILARITY_HEIGHT = 170
 _GPU = re.compile(r"n(\d+)-gpu(\d+)")
 
 
@@ -20,13 +21,14 @@ def similarity(cards, threshold: float) -> list[dict]:
     out = []
     for cid, points in sorted(series.items()):
         low = min(0.0, min(v for *_, v in points), threshold)
-        height = 170
-        inner_h = height - TOP - BOTTOM
-        y = lambda v: TOP + (1.0 - v) / (1.0 - low) * inner_h   # noqa: E731
+
+        def y(v: float, low: float = low) -> float:   # 1.0 at the top, `low` at the bottom
+            return TOP + (1.0 - v) / (1.0 - low) * (SIMILARITY_HEIGHT - TOP - BOTTOM)
+
         step = (WIDTH - LEFT - 20) / max(1, len(points) - 1)
         dots = [{"x": LEFT + k * step if len(points) > 1 else (WIDTH + LEFT) / 2, "y": y(v), "value": v, "shot": shot,
                  "flagged": v < threshold} for k, (_, shot, v) in enumerate(points)]
-        out.append({"character": cid, "width": WIDTH, "height": height, "dots": dots,
+        out.append({"character": cid, "width": WIDTH, "height": SIMILARITY_HEIGHT, "dots": dots,
                     "line": " ".join(f"{d['x']:.1f},{d['y']:.1f}" for d in dots),
                     "threshold": {"y": y(threshold), "value": threshold},
                     "ticks": [{"y": y(v), "label": f"{v:.1f}"} for v in (low, (low + 1) / 2, 1.0)],

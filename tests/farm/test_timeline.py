@@ -3,7 +3,6 @@ ranges inside the shot files), and a CMX3600 EDL is written at SMPTE rates only.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import opentimelineio as otio
 
@@ -41,6 +40,9 @@ def test_the_timeline_plays_exactly_the_cut(ray_cluster, tmp_path, sakuga):
     assert [c.name for c in clips] == ["a", "b", "c", "d"]
     assert [c.metadata["sakuga"]["prompt"] for c in clips][0].startswith("a red door")
     assert [(t.in_offset.value + t.out_offset.value) for t in transitions] == [4, 8]
+    # 4- and 8-frame dissolves split around the cut: a hides 2 frames, b starts 2 in; c hides 4, d starts 4 in
+    assert [(c.source_range.start_time.to_frames(), c.source_range.duration.to_frames()) for c in clips] == \
+        [(0, 17 - 2), (2, 33 - 2), (0, 17 - 4), (4, 21 - 4)]
     assert track.duration().to_frames() == probe(out / "episode.mp4")["frames"]
     for clip in clips:
         media = out / clip.media_reference.target_url
