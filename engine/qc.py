@@ -12,10 +12,13 @@ def flicker(frames: np.ndarray) -> float:
     """
     if len(frames) < 2:
         return 0.0
-    total = 0.0
-    for a, b in zip(frames[:-1], frames[1:]):   # frame pairs: no (F, H, W, 3) int16 copy of a long clip
-        total += float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-    return total / (len(frames) - 1) / 255.0
+    # frame pairs: no (F, H, W, 3) int16 copy of a long clip
+    return sum(change(a, b) for a, b in zip(frames[:-1], frames[1:])) / (len(frames) - 1)
+
+
+def change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 frames, on a 0..1 scale."""
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) / 255.0
 
 
 def sample_indices(frames: int, count: int) -> list[int]:

@@ -123,6 +123,10 @@ class Master(str, Enum):
     png = "png"
 
 
+def _masters(deliver: list[Master] | None) -> list[str]:
+    return sorted({m.value for m in deliver or []})
+
+
 DeliverOpt = Annotated[list[Master] | None, typer.Option(
     "--deliver", help="Also write a master for editors: prores (episode.mov, ProRes 422 HQ with PCM sound) "
                       "or png (episode_png/, a numbered PNG sequence). Repeatable.")]
@@ -148,7 +152,7 @@ def render(
     config = {"source": str(file.resolve()), "engine": engine, "gpus": gpus, "address": address,
               "asset_roots": [str(p.resolve()) for p in asset_root or []], "offload": offload,
               "cache": None if no_cache else str(cache.resolve()) if cache else "default",
-              "deliver": sorted({m.value for m in deliver or []})}
+              "deliver": _masters(deliver)}
     try:
         if resume and not (out / "ledger.sqlite").is_file():
             raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
@@ -280,7 +284,7 @@ def submit(
         _fail(e)
     try:
         job = _cluster_call(lambda: send(file, p, address=address, priority=level, out=out, engine=engine,
-                                         deliver=sorted({m.value for m in deliver or []})))
+                                         deliver=_masters(deliver)))
     except InputError as e:
         _fail(e)
     typer.echo(job)
@@ -317,7 +321,7 @@ def batch(
             problems.append(InputError.single(f, f"two files named {f.stem!r}: each renders into OUT/{f.stem}").problems[0])
     if problems:
         _fail(InputError(problems))
-    masters = sorted({m.value for m in deliver or []})
+    masters = _masters(deliver)
     if address:
         from .cluster import submit as send
 
@@ -360,7 +364,7 @@ def run_job(
         _fail(e)
     from .submitted import follow
 
-    raise typer.Exit(follow(p, file, job_id, priority, out, engine, [m.value for m in deliver or []]))
+    raise typer.Exit(follow(p, file, job_id, priority, out, engine, _masters(deliver)))
 
 
 @app.command()

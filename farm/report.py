@@ -13,7 +13,6 @@ segments that did not join, a pop).
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import re
@@ -22,12 +21,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.qc import sample_indices
+from engine.qc import change, sample_indices
 from storyboard.errors import InputError
 
 from . import charts
@@ -147,13 +145,13 @@ def _card(out: Path, shot: dict, run: dict) -> ShotCard:
         if values:
             card.similarity[cid] = sum(v * n for v, n in values) / sum(n for _, n in values)
     try:
-        _look(card, out / "shots" / f"{shot['id']}.mp4")
+        _look(card, out / "shots" / f"{shot['id']}.mp4", run["plan"]["output"]["fps"])
     except Exception as e:   # noqa: BLE001 (PyAV raises many kinds for a missing or damaged file)
         card.status, card.error = "missing", f"shots/{shot['id']}.mp4 could not be read ({e})"
     return card
 
 
-def _look(card: ShotCard, path: Path) -> None:
+def _look(card: ShotCard, path: Path, fps: int) -> None:
     """One pass over the shot at thumbnail size: stills, preview frames, flicker and the largest jump."""
     n = card.frames
     stills, previews = set(sample_indices(n, 3)), set(sample_indices(n, PREVIEW_FRAMES))
@@ -161,7 +159,7 @@ def _look(card: ShotCard, path: Path) -> None:
     total, count, jump, prev = 0.0, 0, (0.0, 0), None
     for i, frame in enumerate(read_frames(path, width=THUMB_WIDTH)):
         if prev is not None:
-            d = float(np.abs(frame.astype(np.int16) - prev.astype(np.int16)).mean()) / 255.0
+            d = change(prev, frame)
             total, count = total + d, count + 1
             jump = max(jump, (d, i))
         prev = frame
@@ -175,14 +173,10 @@ def _look(card: ShotCard, path: Path) -> None:
     card.jump = jump if count else None
     if len(preview) > 1:
         buf = io.BytesIO()
-        step_ms = max(20, round(1000 * n / card_fps(card) / len(preview)))
+        step_ms = max(20, round(1000 * n / fps / len(preview)))
         preview[0].save(buf, format="WEBP", save_all=True, append_images=preview[1:], duration=step_ms,
                         loop=0, quality=60, method=4)
         card.preview = buf.getvalue()
-
-
-def card_fps(card: ShotCard) -> int:
-    return (card.segments[0]["fps"] if card.segments else None) or 16
 
 
 def _judge(card: ShotCard, t: Thresholds) -> None:
@@ -211,8 +205,9 @@ def _data_uri(image: Image.Image | bytes, kind: str = "jpeg") -> str:
 
 def totals(run: dict) -> dict:
     attempts = [a for a in run["attempts"] if a["started"] and a["ended"]]
-    gpu_s = sum((a["ended"] - a["started"]) * (a["degree"] or 1) for a in attempts)
-    wasted = sum((a["ended"] - a["started"]) * (a["degree"] or 1) for a in attempts if a["status"] != "done")
+    cost = [((a["ended"] - a["started"]) * (a["degree"] or 1), a["status"]) for a in attempts]   # GPU-seconds
+    gpu_s = sum(s for s, _ in cost)
+    wasted = sum(s for s, status in cost if status != "done")
     span = (max(a["ended"] for a in attempts) - min(a["started"] for a in attempts)) if attempts else 0.0
     origins: dict[str, int] = {}
     for r in run["manifest"]:
@@ -245,7 +240,7 @@ def _render_page(out: Path, run: dict, cards: list[ShotCard], t: Thresholds) -> 
         similarity=charts.similarity(cards, t.min_similarity), flicker=charts.flicker(cards, t.max_flicker),
         gantt=charts.gantt(run["attempts"], [c.id for c in cards], {r["segment"]: r["shot"] for r in run["manifest"]}),
         episode=(out / "episode.mp4").is_file(), timeline=(out / "timeline.otio").is_file(),
-        generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=sakuga_version, escape=html.escape)
+        generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=sakuga_version)
 
 
 # -- the contact sheet --------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class _Cut:
 
     def __init__(self, sinks, soundtrack: Soundtrack | None, fps: int, audio_rate: int):
         self.sinks, self.soundtrack, self.fps, self.audio_rate = sinks, soundtrack, fps, audio_rate
+        self.audible = [s for s in sinks if getattr(s, "audio", None) is not None]
         self.tail: deque[np.ndarray] = deque()    # the previous shot's frames that dissolve into this one
         self.next_tail: deque[np.ndarray] = deque()
         self.j = 0                                # frame index within the current shot
@@ -125,11 +126,10 @@ class _Cut:
             self._audio(self.frames * self.audio_rate // self.fps)
 
     def _audio(self, until: int) -> None:
-        audible = [s for s in self.sinks if getattr(s, "audio", None) is not None]
-        due = until - audible[0].audio_samples
+        due = until - self.audible[0].audio_samples
         if due > 0:
             samples = self.soundtrack.read(due)
-            for sink in audible:
+            for sink in self.audible:
                 sink.write_audio(samples)
 
 
