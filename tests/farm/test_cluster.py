@@ -68,6 +68,10 @@ def head(tmp_path_factory):
     log = open(tmp / "head.log", "wb")
     proc = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={free_port()}",
                              f"--dashboard-port={dashboard}", "--num-cpus=2", "--num-gpus=2",
+                             # the session's local Ray holds the default agent ports: a second agent
+                             # there cannot bind, and jobs are then refused ("No available agent")
+                             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                             f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
                              "--disable-usage-stats", "--include-dashboard=true"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
