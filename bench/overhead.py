@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray  # noqa: E402
 
-from farm.driver import Farm  # noqa: E402
-from farm.job import Job  # noqa: E402
+from farm.run.loop import FarmLoop
+from farm.workers.pool import WorkerPool  # noqa: E402
+from farm.job.job import Job  # noqa: E402
+from farm.workers.connect import connect  # noqa: E402
 from storyboard.load import load  # noqa: E402
 from storyboard.plan import build_plan  # noqa: E402
 
@@ -43,16 +45,16 @@ def storyboard(folder: Path, segments: int) -> Path:
 
 def measure(segments: int, gpus: int, folder: Path) -> dict:
     plan = build_plan(load(storyboard(folder, segments)))
-    farm = Farm(gpus)
+    farm = FarmLoop(WorkerPool(gpus))
     job = Job("overhead", plan, folder / f"out-{gpus}")
     farm.add(job)
     # warm the workers up (process start, imports) so the figure is the steady state
     ray.get([s.actor.where.remote() for s in farm.pool.slots])
     started = time.perf_counter()
-    while not job.finished:
+    while not job.settled:
         farm.step(deliver=False)
     wall = time.perf_counter() - started
-    work = sum(r.get("render_s", 0.0) + r.get("encode_s", 0.0) for r in job.results.values())
+    work = sum(r.get("render_s", 0.0) + r.get("encode_s", 0.0) for r in job.rows().values())
     farm.pool.shutdown()
     job.close()
     overhead_ms = (wall * gpus - work) / segments * 1000
@@ -66,8 +68,7 @@ def main() -> int:
     ap.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "overhead.json")
     args = ap.parse_args()
-    ray.init(address="local", num_cpus=os.cpu_count() or 1, num_gpus=max(args.gpus), include_dashboard=False,
-             logging_level="WARNING", log_to_driver=False)
+    connect(max(args.gpus))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for gpus in args.gpus:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm.policy import DEFAULT, POLICIES, policy  # noqa: E402
-from farm.sim import check_schedule, load_workload, lower_bound, simulate  # noqa: E402
+from farm.scheduling.policy import DEFAULT, POLICIES, policy  # noqa: E402
+from farm.scheduling.sim import check_schedule, load_workload, lower_bound, simulate  # noqa: E402
 
 TARGET = 0.9
 

@@ -34,7 +34,7 @@ DISSOLVE = 8
 def make_sources(folder: Path, width: int, height: int, count: int = 4) -> list[Path]:
     import numpy as np
 
-    from farm.video import encode_mp4
+    from farm.media.encode import encode_mp4
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (height, width + SEGMENT_FRAMES * 4, 3), dtype=np.uint8)
@@ -55,7 +55,7 @@ def make_sources(folder: Path, width: int, height: int, count: int = 4) -> list[
 
 def child(folder: Path, shots: int, width: int, height: int) -> dict:
     """Runs in its own process: stitch an episode of `shots` shots and report its own peak memory."""
-    from farm.stitch import ShotFiles, stitch
+    from farm.delivery.stitch import ShotFiles, stitch
 
     sources = sorted(folder.glob("src*.mp4"))
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

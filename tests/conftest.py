@@ -47,7 +47,7 @@ def sakuga() -> Callable[..., Result]:
 
     A Python exception escaping the command fails the test here: users must never see a traceback.
     """
-    from farm.cli import app
+    from farm.cli.app import app
 
     runner = CliRunner()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from farm import cache as cache_mod
-from farm.cache import SegmentCache, bytes_sha256, default_cache_dir, file_sha256
+from farm.job import cache as cache_mod
+from farm.job.cache import SegmentCache, bytes_sha256, default_cache_dir, file_sha256
 
 MP4 = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40
 PNG = b"\x89PNG\r\n\x1a\n" + b"last frame" * 100

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from farm.ledger import Ledger
-from farm.video import probe
+from farm.job.ledger import Ledger
+from farm.media.decode import probe
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -189,7 +189,7 @@ TWO_NODES = """
 import json, sys
 from pathlib import Path
 from ray.cluster_utils import Cluster
-from farm.driver import render
+from farm.api.embedded import render
 from storyboard.load import load
 from storyboard.plan import build_plan
 import pyarrow.parquet as pq

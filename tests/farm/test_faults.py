@@ -14,10 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from farm.driver import Farm, render
-from farm.job import Job
-from farm.ledger import Ledger
-from farm.video import probe
+from farm.api.embedded import render
+from farm.run.loop import FarmLoop
+from farm.workers.pool import WorkerPool
+from farm.job.job import Job
+from farm.job.ledger import Ledger
+from farm.media.decode import probe
 from storyboard.load import load
 from storyboard.plan import build_plan
 
@@ -95,7 +97,7 @@ def test_a_worker_killed_mid_segment_is_replaced_and_the_segment_retried_elsewhe
     plan = plan_of(storyboard(tmp_path, preset(presets, "slow", 1.0)))
     out = tmp_path / "out"
     job = Job("chaos", plan, out)
-    farm = Farm(2)
+    farm = FarmLoop(WorkerPool(2))
     farm.add(job)
     pids = {s.name: farm.pool.pid(s) for s in farm.pool.slots}
     runner = threading.Thread(target=farm.run)
@@ -214,7 +216,7 @@ def test_a_hung_segment_times_out_and_the_shot_is_reported_failed(ray_cluster, p
     plan_ok = plan_of(storyboard(tmp_path, preset(presets, "fine", 0.0), name="ok.yaml"))
     out = tmp_path / "out"
     started = time.time()
-    farm = Farm(3)
+    farm = FarmLoop(WorkerPool(3))
     hung, fine = Job("hung", plan, out / "hung"), Job("fine", plan_ok, out / "fine")
     farm.add(hung)
     farm.add(fine)

@@ -13,10 +13,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
-from farm.driver import Farm
-from farm.job import Job
-from farm.ledger import Ledger
-from farm.video import read_frames
+from farm.run.loop import FarmLoop
+from farm.workers.pool import WorkerPool
+from farm.job.job import Job
+from farm.job.ledger import Ledger
+from farm.media.decode import read_frames
 from storyboard.load import load
 from storyboard.plan import build_plan
 
@@ -87,7 +88,7 @@ def test_a_long_shot_at_degree_4_gives_the_frames_of_one_gpu(ray_cluster, tmp_pa
 def test_a_gang_keeps_its_group_across_segments(ray_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("SAKUGA_MODELS", str(tmp_path))
     plan = plan_of(tmp_path, shots(noop_preset(tmp_path, "pair", [1, 2], sleep_s=0.2), 3, chained=True))
-    farm = Farm(2)
+    farm = FarmLoop(WorkerPool(2))
     farm.add(Job("chain", plan, tmp_path / "out"))
     farm.run()
     with Ledger(tmp_path / "out" / "ledger.sqlite") as ledger:
@@ -101,7 +102,7 @@ def test_a_gang_member_killed_mid_segment_fails_the_attempt_and_the_retry_succee
                                                                                    monkeypatch):
     monkeypatch.setenv("SAKUGA_MODELS", str(tmp_path))
     plan = plan_of(tmp_path, shots(noop_preset(tmp_path, "pair", [1, 2], sleep_s=4.0), 1))
-    farm = Farm(2)
+    farm = FarmLoop(WorkerPool(2))
     farm.add(Job("kill", plan, tmp_path / "out"))
     pids = {s.name: farm.pool.pid(s) for s in farm.pool.slots}
     runner = threading.Thread(target=farm.run)
@@ -130,7 +131,7 @@ def test_out_of_memory_is_retried_on_a_wider_gang(ray_cluster, tmp_path, monkeyp
     # 8 GB of activations on a 5 GB device: out of memory alone, fits split two ways
     model = noop_preset(tmp_path, "big", [1, 2], activation_gb=8.0, device_gb=5.0)
     plan = plan_of(tmp_path, shots(model, 2))
-    farm = Farm(2)
+    farm = FarmLoop(WorkerPool(2))
     farm.add(Job("oom", plan, tmp_path / "out"))
     farm.run()
     with Ledger(tmp_path / "out" / "ledger.sqlite") as ledger:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.ledger import Ledger, LedgerError
+from farm.job.ledger import Ledger, LedgerError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,7 +174,7 @@ def test_what_was_committed_survives_a_sigkill_with_the_connection_open(tmp_path
     child = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from farm.ledger import Ledger
+        from farm.job.ledger import Ledger
         ledger = Ledger({str(path)!r})
         ledger.upsert_job("j", source="sb.yaml", out="o", status="running")
         ledger.sync_segments("j", [{{"id": s, "shot": "s", "hash": "h" + s, "deps": [], "frames": 9,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from farm.policy import POLICIES, Cluster, Moldable, Running, Task, View, policy
-from farm.sim import Workload, check_schedule, lower_bound, simulate
+from farm.scheduling.policy import POLICIES, Cluster, Moldable, Running, Task, View, policy
+from farm.scheduling.sim import Workload, check_schedule, lower_bound, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

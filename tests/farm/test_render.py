@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from farm.driver import render
-from farm.video import probe, read_frames
+from farm.api.embedded import render
+from farm.media.decode import probe, read_frames
 from storyboard.load import load
 from storyboard.plan import build_plan
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from farm.video import probe
-from farm.worker import EngineCache
+from farm.media.decode import probe
+from farm.workers.engines import EngineCache
 from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from farm.driver import render
-from farm.ledger import Ledger
-from farm.report import THUMB_WIDTH
-from farm.video import read_frames
+from farm.api.embedded import render
+from farm.job.ledger import Ledger
+from farm.report.report import THUMB_WIDTH
+from farm.media.decode import read_frames
 from storyboard.load import load
 from storyboard.plan import build_plan
 

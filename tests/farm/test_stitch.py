@@ -5,8 +5,9 @@ import av
 import numpy as np
 import pytest
 
-from farm.stitch import ShotFiles, master_paths, stitch
-from farm.video import encode_mp4, probe, read_frames
+from farm.delivery.stitch import ShotFiles, master_paths, stitch
+from farm.media.encode import encode_mp4
+from farm.media.decode import probe, read_frames
 
 W, H, FPS = 64, 48, 16
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 220, 20)

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import opentimelineio as otio
 
-from farm.timeline import Cut, write_timeline
-from farm.video import probe
+from farm.delivery.timeline import Cut, write_timeline
+from farm.media.decode import probe
 from storyboard.load import load
 from storyboard.plan import build_plan
 

@@ -1,0 +1,177 @@
+"""`EmbeddedFarm`: the farm API with the loop in this process, on a pool of Ray worker actors (a local
+Ray with logical GPUs by default, or a cluster joined as a driver). `sakuga render`, `resume` and a
+local `batch` use it; the cluster's farm service holds one too.
+
+The loop runs in the caller's thread (`wait`, `step`); Ctrl-C there interrupts the running attempts
+and leaves ledgers that `sakuga resume` continues from.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from farm.job.cache import SegmentCache
+from farm.job.events import JobEvent
+from farm.job.job import Job
+from farm.job.publish import publish_json
+from farm.run.loop import FarmLoop
+from farm.run.progress import JobProgress
+from farm.scheduling.policy import Policy
+from farm.workers.slots import Pool
+
+from . import views
+from .protocol import JobDetail, JobRequest, JobSummary
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddedFarm:
+    def __init__(self, pool: Pool, *, cache: SegmentCache | None = None, offload: bool = False,
+                 scheduler: Policy | None = None, progress: Callable[[Job], JobProgress | None] | None = None):
+        self.pool = pool
+        self.gpus = sum(pool.nodes)
+        self.loop = FarmLoop(pool, scheduler=scheduler, cache=cache, offload=offload)
+        self.events_log = views.EventLog()
+        self.make_progress = progress or (lambda job: None)
+        self.lock = threading.RLock()   # the service calls in from other threads while the loop runs
+
+    # -- the API ------------------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest) -> JobSummary:
+        with self.lock:
+            job_id = request.job_id or Job.new_id(_stem(request.plan.title))
+            if job_id in self.loop.jobs and not self.loop.jobs[job_id].ended:
+                raise ValueError(f"job {job_id} is already queued")
+            job = Job(job_id, request.plan, request.out, request.priority, dict(request.config), request.assets)
+            job.out.mkdir(parents=True, exist_ok=True)
+            job.observe(self.events_log)
+            progress = self.make_progress(job)
+            if progress is not None:
+                job.observe(progress)
+            self.loop.add(job)
+            if job.reused or job.kept:
+                logger.info("%s: reused %d of %d segments (%d already there, %d from the cache)", job.out,
+                            job.reused + job.kept, len(job.plan.segments), job.kept, job.reused)
+            return views.summary(job, self.gpus)
+
+    def jobs(self) -> list[JobSummary]:
+        with self.lock:
+            return [views.summary(j, self.gpus) for j in self.loop.jobs.values()]
+
+    def job(self, job_id: str) -> JobDetail | None:
+        with self.lock:
+            job = self.loop.jobs.get(job_id)
+            return views.detail(job, self.gpus) if job else None
+
+    def cancel(self, job_id: str) -> bool:
+        with self.lock:
+            return self.loop.cancel(job_id)
+
+    def set_priority(self, job_id: str, priority: int) -> bool:
+        with self.lock:
+            job = self.loop.jobs.get(job_id)
+            if job is None or job.ended:
+                return False
+            job.set_priority(priority)
+            return True
+
+    def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
+        return self.events_log.since(job_id, since)
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def step(self, max_wait: float = 1.0) -> bool:
+        """One round of the loop; False when there was nothing to do."""
+        with self.lock:
+            if not self.loop.busy:
+                return False
+            self.loop.step(max_wait)
+            return True
+
+    def wait(self, job_ids: Iterable[str] | None = None) -> list[Job]:
+        """Run the loop until the given jobs (default: all) have ended; Ctrl-C interrupts them all."""
+        with self.lock:
+            jobs = [self.loop.jobs[i] for i in job_ids] if job_ids is not None else list(self.loop.jobs.values())
+        try:
+            while any(not j.ended for j in jobs):
+                self.step()
+        except KeyboardInterrupt:
+            self.loop.interrupt()
+            raise
+        return jobs
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def local_farm(gpus: int, *, address: str | None = None, cache: SegmentCache | None = None, offload: bool = False,
+               show_progress: bool = False) -> EmbeddedFarm:
+    """An embedded farm on a local Ray with `gpus` logical GPUs (or the cluster at `address`)."""
+    from farm.workers.connect import connect
+    from farm.workers.pool import WorkerPool
+
+    connect(gpus, address)
+    return EmbeddedFarm(WorkerPool(gpus), cache=cache, offload=offload,
+                        progress=lambda job: JobProgress(job, gpus=gpus, enabled=show_progress))
+
+
+@dataclass
+class RenderOutcome:
+    out: Path
+    episode: Path | None
+    results: dict[str, dict]
+    failed_shots: list[str]
+    reused: int = 0
+    kept: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_shots
+
+
+def render(plan, out: Path, *, gpus: int = 1, address: str | None = None, show_progress: bool = True,
+           offload: bool = False, cache: SegmentCache | None = None, job_id: str | None = None,
+           config: dict | None = None) -> RenderOutcome:
+    """Render one plan into `out` on a local Ray (or the cluster at `address`)."""
+    [outcome] = render_jobs([JobRequest(plan, Path(out), 0, config or {}, None, job_id)], gpus=gpus,
+                            address=address, show_progress=show_progress, offload=offload, cache=cache)
+    return outcome
+
+
+def render_jobs(requests: list[JobRequest], *, gpus: int = 1, address: str | None = None,
+                show_progress: bool = True, offload: bool = False,
+                cache: SegmentCache | None = None) -> list[RenderOutcome]:
+    """Render several jobs together on one worker pool (a local batch), by priority."""
+    from farm.workers.connect import check_cluster, connect
+
+    connect(gpus, address)
+    if address:
+        for request in requests:
+            check_cluster(request.plan)   # the workers' machines must have the weights, not this one
+    started = time.time()
+    farm = local_farm(gpus, address=address, cache=cache, offload=offload, show_progress=show_progress)
+    try:
+        ids = [farm.submit(r).id for r in requests]
+        try:
+            jobs = farm.wait(ids)
+        except KeyboardInterrupt:
+            logger.warning("interrupted: published segments are kept; continue with `sakuga resume %s`",
+                           " ".join(str(r.out) for r in requests))
+            raise
+    finally:
+        farm.close()
+    outcomes = []
+    for job in jobs:
+        publish_json(job.folder.render_summary, {"wall_s": time.time() - started, "gpus": gpus,
+                                                 "failed_shots": job.failed_shots, "reused": job.reused,
+                                                 "kept": job.kept})
+        outcomes.append(RenderOutcome(job.out, job.episode, job.rows(), job.failed_shots, job.reused, job.kept))
+    return outcomes
+
+
+def _stem(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-") or "render"

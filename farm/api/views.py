@@ -1,0 +1,65 @@
+"""What the farm API shows of a job: its summary and detail views, and the event log it streams."""
+from __future__ import annotations
+
+import threading
+
+from farm.job.events import JobEvent
+from farm.job.job import Job
+from farm.scheduling.eta import eta_s
+
+from .protocol import AttemptView, JobDetail, JobSummary, SegmentView, ShotView
+
+
+def state_of(job: Job) -> str:
+    if job.cancelling and not job.ended:
+        return "cancelling"
+    return job.status
+
+
+def eta_of(job: Job, gpus: int) -> float:
+    """Seconds left by the cost model, scaled by how fast this job's segments have run so far."""
+    if job.ended:
+        return 0.0
+    rendered = [s for sid, s in job.state.items() if s.origin == "rendered" and s.published]
+    estimated = sum(job.by_id[sid].runtime(s.published.degree) for sid, s in job.state.items()
+                    if s.origin == "rendered" and s.published)
+    actual = sum(s.published.render_s + s.published.encode_s for s in rendered)
+    speed = actual / estimated if estimated else 1.0
+    items = [(s.id, s.deps, s.runtime(1)) for s in job.plan.segments]
+    return eta_s(items, job.done | job.dead, gpus, speed)
+
+
+def summary(job: Job, gpus: int) -> JobSummary:
+    ended = job.ended
+    return JobSummary(job.id, job.plan.title, state_of(job), job.priority, str(job.out), len(job.plan.segments),
+                      len(job.done), len(job.dead), job.reused + job.kept, eta_of(job, gpus),
+                      job.failed_shots if ended else [], str(job.episode) if job.episode else None)
+
+
+def detail(job: Job, gpus: int) -> JobDetail:
+    attempts = job.ledger.attempts(job.id) if job.ledger is not None else []
+    last = {a["segment"]: a["worker"] for a in attempts}
+    return JobDetail(
+        summary(job, gpus),
+        [ShotView(s.id, s.scene, s.frames, list(s.segments)) for s in job.plan.shots],
+        [SegmentView(sid, job.by_id[sid].shot, s.status, s.attempts, s.origin, s.error, last.get(sid))
+         for sid, s in job.state.items()],
+        [AttemptView(a["segment"], a["n"], a["worker"], a["degree"], a["status"], a["started"], a["ended"],
+                     a["error"]) for a in attempts])
+
+
+class EventLog:
+    """A job observer keeping every job's events, for `FarmAPI.events(job, since)`; finished jobs'
+    events stay until the job is forgotten."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_job: dict[str, list[JobEvent]] = {}
+
+    def __call__(self, job: Job, event: JobEvent) -> None:
+        with self.lock:
+            self.by_job.setdefault(job.id, []).append(event)
+
+    def since(self, job_id: str, n: int = 0) -> list[JobEvent]:
+        with self.lock:
+            return list(self.by_job.get(job_id, [])[max(n, 0):])

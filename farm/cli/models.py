@@ -1,0 +1,51 @@
+"""`sakuga models`: the model presets, whether their weights are here, the tiny model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from storyboard.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, help="Model presets.")
+
+
+@app.command("list")
+def models_list() -> None:
+    """Show the model presets."""
+    from storyboard.presets import available, load_preset
+
+    for name in available():
+        try:
+            p = load_preset(name)
+            typer.echo(f"{name:<22} {p.engine:<9} {p.fps} fps, ≤{p.max_frames} frames/segment, "
+                       f"~{p.memory_gb:g} GB  {p.description}")
+            typer.echo(f"{'':<22} weights: {_weights_state(p)}")
+        except InputError as e:
+            typer.echo(f"{name:<22} invalid preset: {e.problems[0]}")
+
+
+def _weights_state(preset) -> str:
+    if preset.engine != "wan":
+        return "none needed"
+    from engine.wan_options import expand, missing_weights, options, weight_paths
+
+    opts = options(preset)
+    missing = missing_weights(preset)
+    if missing:
+        return "MISSING " + ", ".join(f"{k}={v}" for k, v in missing.items())
+    if opts.build_tiny and not weight_paths(preset)["base"].exists():
+        return f"built on first use at {expand(opts.base)}"
+    return "present (" + ", ".join(str(v) for v in weight_paths(preset).values()) + ")"
+
+
+@app.command("build-tiny")
+def models_build_tiny(directory: Annotated[Path, typer.Argument(help="Folder to write (must not exist, or be empty).")]) -> None:
+    """Build the tiny random-weight Wan I2V pipeline (diffusers layout) offline, deterministically."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise InputError.single(directory, "build-tiny writes a new folder: this one exists and is not empty")
+    from engine import tiny
+
+    tiny.ensure(directory.resolve())
+    typer.echo(str(directory))

@@ -1,0 +1,65 @@
+"""What several commands share: their options, loading a storyboard into a plan, priorities."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from storyboard.errors import InputError
+
+AssetRoots = Annotated[list[Path] | None, typer.Option("--asset-root", help="Folder where absolute image paths may point (repeatable).")]
+Model = Annotated[str | None, typer.Option("--model", help="Model preset, overriding the storyboard's.")]
+EngineAlias = Annotated[str | None, typer.Option("--engine", hidden=True, help="Old name of --model.")]
+Cache = Annotated[Path | None, typer.Option("--cache", help="Segment cache folder (default: the user's cache folder, or $SAKUGA_CACHE/segments).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither reuse nor store segments in the cache.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard of the cluster (default $RAY_ADDRESS, else http://127.0.0.1:8265).")]
+Priority = Annotated[str, typer.Option("--priority", help="low, normal, high, urgent or an integer (higher goes first).")]
+Gpus = Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers (logical GPUs on a CPU machine).")]
+
+
+class Master(str, Enum):
+    prores = "prores"
+    png = "png"
+
+
+Deliver = Annotated[list[Master] | None, typer.Option(
+    "--deliver", help="Also write a master for editors: prores (episode.mov, ProRes 422 HQ with PCM sound) "
+                      "or png (episode_png/, a numbered PNG sequence). Repeatable.")]
+
+
+def masters(deliver: list[Master] | None) -> list[str]:
+    return sorted({m.value for m in deliver or []})
+
+
+def model_name(model: str | None, engine: str | None) -> str | None:
+    """`--model`, or the old `--engine` with a one-line note."""
+    if engine is not None:
+        typer.echo("note: --engine is now --model (it names a model preset); --engine will go away", err=True)
+        if model is not None and model != engine:
+            raise InputError.single("--engine", f"--engine {engine!r} and --model {model!r} disagree: give --model only")
+    return model if model is not None else engine
+
+
+def load(file: Path, model: str | None, asset_roots: list[Path] | None):
+    """The storyboard at `file` and its plan (input errors name the file, line and field)."""
+    from storyboard.load import load as read
+    from storyboard.plan import build_plan
+
+    loaded = read(file, model=model, asset_roots=asset_roots or [])
+    return loaded, build_plan(loaded)
+
+
+def priority(text: str) -> int:
+    from farm.scheduling.priority import parse_priority
+
+    try:
+        return parse_priority(text)
+    except ValueError as e:
+        raise InputError.single("--priority", str(e)) from None
+
+
+def duration(frames: int, fps: int) -> str:
+    return f"{frames / fps:.1f}s"

@@ -1,0 +1,183 @@
+"""Rendering here (a local Ray, or a cluster joined as a driver): render, resume, batch, and reading a
+render's folder back: status, report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from farm.job.folder import JobFolder
+from storyboard.errors import InputError
+
+from .options import (Address, AssetRoots, Cache, Deliver, EngineAlias, Gpus, Model, NoCache, Priority, Quiet, load,
+                      masters, model_name, priority)
+
+
+def render(
+    file: Path,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    model: Model = None,
+    engine: EngineAlias = None,
+    gpus: Gpus = 1,
+    address: Annotated[str | None, typer.Option("--address", help="Join this Ray cluster instead of starting one.")] = None,
+    asset_root: AssetRoots = None,
+    quiet: Quiet = False,
+    offload: Annotated[bool, typer.Option("--offload", help="Keep model parts in CPU memory between uses (GPUs with less memory than the preset's estimate).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the render recorded in OUT's ledger (OUT must hold one).")] = False,
+    cache: Cache = None,
+    no_cache: NoCache = False,
+    deliver: Deliver = None,
+) -> None:
+    """Render everything and deliver the cut into OUT. Segments already published in OUT, or in the
+    segment cache, with the same content hash are reused, not rendered again."""
+    config = {"source": str(file.resolve()), "engine": model_name(model, engine), "gpus": gpus, "address": address,
+              "asset_roots": [str(p.resolve()) for p in asset_root or []], "offload": offload,
+              "cache": None if no_cache else str(cache.resolve()) if cache else "default",
+              "deliver": masters(deliver)}
+    if resume and not JobFolder(out).has_ledger():
+        raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
+    _render(config, out, quiet)
+
+
+def resume(
+    out: Annotated[Path, typer.Argument(help="Output folder of an interrupted render.")],
+    quiet: Quiet = False,
+) -> None:
+    """Continue an interrupted render from OUT/ledger.sqlite: only segments not published are rendered."""
+    from farm.job.recorded import require_job
+
+    folder = JobFolder(out)
+    job = require_job(folder, "no ledger.sqlite here: not the output folder of a sakuga render").job
+    config = job.get("config") or {}
+    if not config.get("source"):
+        raise InputError.single(folder.ledger, "the ledger records no render to resume")
+    if not Path(config["source"]).is_file():
+        raise InputError.single(config["source"], f"the storyboard this render was started from is gone "
+                                                  f"(recorded in {folder.ledger})")
+    _render(config, out, quiet)
+
+
+def _render(config: dict, out: Path, quiet: bool) -> None:
+    """Plan `config["source"]`, check it can load here, render into `out`; exits 1 if shots failed."""
+    from farm.job.recorded import last_job
+
+    file, address = Path(config["source"]), config.get("address")
+    _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])])
+    if out.exists() and not out.is_dir():
+        raise InputError.single(out, "--out must be a folder")
+    if not address:   # a local run loads the weights here; a cluster's workers are asked instead
+        from farm.workers.engines import check_presets
+
+        check_presets(p.presets.values())
+    recorded = last_job(JobFolder(out))   # one output folder holds one job: a second render continues it
+    from farm.api.embedded import render as run   # Ray, PyAV: only once the input is known to be good
+
+    outcome = run(p, out, gpus=config.get("gpus", 1), address=address, show_progress=not quiet,
+                  offload=config.get("offload", False), cache=_cache(config.get("cache")),
+                  job_id=recorded.job["id"] if recorded else None, config=config)
+    if outcome.episode:
+        typer.echo(str(outcome.episode.resolve()))
+    if not outcome.ok:
+        typer.echo(f"error: {len(outcome.failed_shots)} shot(s) failed: {', '.join(outcome.failed_shots)} "
+                   f"(see {JobFolder(out).manifest})", err=True)
+        raise typer.Exit(1)
+
+
+def _cache(setting: str | Path | None):
+    """The segment cache a setting names: None (no cache), "default", or a folder."""
+    from farm.job.cache import SegmentCache, default_cache_dir
+
+    if setting is None:
+        return None
+    return SegmentCache(default_cache_dir() if setting == "default" else Path(setting))
+
+
+def batch(
+    files: Annotated[list[Path], typer.Argument(help="Storyboards, PV scripts or AniSora prompt files.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder; each file renders into OUT/<file stem>.")],
+    priority_: Priority = "low",
+    address: Annotated[str | None, typer.Option("--address", help="Submit each file to this cluster's queue instead of rendering here.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers for a local batch.")] = 1,
+    model: Model = None,
+    engine: EngineAlias = None,
+    quiet: Quiet = False,
+    cache: Cache = None,
+    no_cache: NoCache = False,
+    deliver: Deliver = None,
+) -> None:
+    """Queue many files (overnight PV batches). With --address they join the cluster's queue at
+    PRIORITY, filling idle GPUs while more urgent jobs go first; else they render here together."""
+    level = priority(priority_)
+    preset = model_name(model, engine)
+    plans, problems = [], []
+    stems = [f.stem for f in files]
+    for f in files:
+        try:
+            plans.append(load(f, preset, None)[1])
+        except InputError as e:
+            problems += e.problems
+    for f in files:
+        if stems.count(f.stem) > 1:
+            problems += InputError.single(f, f"two files named {f.stem!r}: each renders into OUT/{f.stem}").problems
+    if problems:
+        raise InputError(problems)
+    if address:
+        from farm.cluster.client import submit as send
+
+        for f, p in zip(files, plans):
+            typer.echo(send(f, p, address=address, priority=level, out=str(out / f.stem), model=preset,
+                            deliver=masters(deliver)))
+        return
+    from farm.api.embedded import render_jobs
+    from farm.api.protocol import JobRequest
+    from farm.job.job import Job
+
+    requests = [JobRequest(p, out / f.stem, level, {"source": str(f.resolve()), "engine": preset, "gpus": gpus,
+                                                    "deliver": masters(deliver)}, None, Job.new_id(f.stem))
+                for f, p in zip(files, plans)]
+    outcomes = render_jobs(requests, gpus=gpus, show_progress=not quiet,
+                           cache=_cache(None if no_cache else cache or "default"))
+    failed = [o for o in outcomes if not o.ok]
+    for o in outcomes:
+        typer.echo(str(o.episode.resolve()) if o.episode else f"{o.out}: nothing delivered")
+    if failed:
+        typer.echo(f"error: {len(failed)} of {len(outcomes)} renders had failed shots", err=True)
+        raise typer.Exit(1)
+
+
+def report(
+    out: Annotated[Path, typer.Argument(help="Output folder of a render.")],
+    min_similarity: Annotated[float, typer.Option("--min-similarity", help="Flag shots where a character's similarity to its bank is below this.")] = 0.80,
+    max_flicker: Annotated[float, typer.Option("--max-flicker", help="Flag shots whose mean frame-to-frame change (0..1) is above this.")] = 0.08,
+    max_jump: Annotated[float, typer.Option("--max-jump", help="Flag shots with a single frame-to-frame change (0..1) above this.")] = 0.25,
+) -> None:
+    """Rebuild OUT/report.html and OUT/contact_sheet.png from OUT's plan, manifest, ledger and shots,
+    without rendering; prints the report's path."""
+    from farm.report.report import Thresholds, write_report
+
+    typer.echo(str(write_report(out, Thresholds(min_similarity, max_flicker, max_jump)).resolve()))
+
+
+def status(
+    target: Annotated[str, typer.Argument(help="A render's output folder (reads its ledger), or a cluster job id.")],
+    address: Address = None,
+) -> None:
+    """Per-job and per-segment state with ETA: from OUT/ledger.sqlite, or from the cluster for a job id."""
+    if JobFolder(Path(target)).has_ledger():
+        from farm.job.status import ledger_status
+
+        typer.echo(ledger_status(Path(target)))
+        return
+    from farm.cluster.status import cluster_status
+
+    typer.echo(cluster_status(address, target))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(render)
+    app.command()(resume)
+    app.command()(batch)
+    app.command()(report)
+    app.command()(status)
+

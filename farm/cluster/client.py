@@ -1,0 +1,79 @@
+"""Studio cluster client: submit renders through Ray's Job Submission API and follow them.
+
+A submitted job ships the storyboard's folder as the Ray job's working dir; its entrypoint
+(`sakuga run-job`) runs on the cluster, plans there, and hands the plan and pictures to the farm
+service. Ray's own client carries the cluster's token auth (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+~/.ray/auth_token).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from storyboard.errors import InputError
+from storyboard.plan import Plan
+
+from farm.job.job import Job
+
+from .errors import ClusterError
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+METADATA_KEY = "sakuga"
+
+
+def address_or_default(address: str | None) -> str:
+    address = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
+    return address if "://" in address else f"http://{address}"
+
+
+def client(address: str | None):
+    if "RAY_AUTH_MODE" not in os.environ and _token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"   # send the token: the cluster may require it
+    from ray.job_submission import JobSubmissionClient
+
+    url = address_or_default(address)
+    try:
+        return JobSubmissionClient(url)
+    except Exception as e:   # noqa: BLE001 - connection, auth and version errors all end here
+        raise ClusterError(f"cannot use the Ray cluster at {url}: {str(e).strip().splitlines()[0]}") from None
+
+
+def _token_available() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
+
+
+def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: str | None,
+           model: str | None, deliver: list[str] = ()) -> str:
+    """Submit one storyboard; its folder (with every picture it names) becomes the job's working dir."""
+    folder = file.resolve().parent
+    outside = sorted(p for p in list(plan.assets.values()) + ([plan.audio] if plan.audio else [])
+                     if not Path(p).resolve().is_relative_to(folder))
+    if outside:
+        raise InputError.single(file, f"`sakuga submit` ships the storyboard's folder {folder}; "
+                                      f"{outside[0]} lies outside it (move it in, or render with --address)")
+    job_id = Job.new_id(file.stem)
+    command = ["sakuga", "run-job", file.name, "--job-id", job_id, "--priority", str(priority)]
+    command += ["--out", out] if out else []
+    command += ["--model", model] if model else []
+    command += [arg for m in deliver for arg in ("--deliver", m)]
+    c = client(address)
+    try:
+        return c.submit_job(entrypoint=shlex.join(command), submission_id=job_id,
+                            runtime_env={"working_dir": str(folder)},
+                            metadata={METADATA_KEY: "1", "priority": str(priority), "source": file.name})
+    except Exception as e:   # noqa: BLE001
+        raise ClusterError(f"the cluster refused the job: {str(e).strip().splitlines()[0]}") from None
+
+
+def sakuga_jobs(address: str | None) -> list:
+    return [j for j in client(address).list_jobs() if (j.metadata or {}).get(METADATA_KEY)]
+
+
+def call(address: str | None, method: str, job: str, *args):
+    c = client(address)
+    try:
+        return getattr(c, method)(job, *args)
+    except RuntimeError as e:
+        raise ClusterError(str(e).strip().splitlines()[0]) from None

@@ -1,0 +1,84 @@
+"""The farm service: a long-lived named Ray actor that owns the cluster's queue and GPU worker pool.
+
+Jobs from several users (each submitted through Ray's Job API, whose entrypoint hands the plan and
+its pictures here) share the cluster by priority: an `EmbeddedFarm` — the same loop, policy and farm
+API as a local render — driven on a thread of the actor. Workers keep their models loaded across
+jobs, and the policy prefers the GPUs that already hold a segment's model. Its methods are the farm
+API's; `ServiceFarm` (remote.py) calls them from anywhere on the cluster.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+import ray
+
+from farm.api.embedded import EmbeddedFarm
+from farm.api.protocol import JobDetail, JobRequest, JobSummary
+from farm.job.cache import SegmentCache, default_cache_dir
+from farm.job.events import JobEvent
+from farm.run.progress import JobProgress
+from farm.workers.pool import WorkerPool
+
+logger = logging.getLogger(__name__)
+
+NAME = "sakuga-farm"
+NAMESPACE = "sakuga"
+
+
+@ray.remote(num_cpus=0, max_concurrency=16)
+class FarmService:
+    def __init__(self, gpus: int | None = None, cache: str | None = "default"):
+        # the actor's stdout is its log: the farm's lines go there
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("farm").addHandler(handler)
+        logging.getLogger("farm").setLevel(logging.INFO)
+        self.gpus = gpus or int(ray.cluster_resources().get("GPU", 0))
+        self.lines: dict[str, list[str]] = {}
+        store = None if cache is None else SegmentCache(default_cache_dir() if cache == "default" else Path(cache))
+        self.farm = EmbeddedFarm(WorkerPool(self.gpus), cache=store, progress=lambda job: JobProgress(
+            job, gpus=self.gpus, enabled=False, log=self.lines.setdefault(job.id, []).append))
+        threading.Thread(target=self._loop, name="farm-loop", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                active = self.farm.step(max_wait=0.2)
+            except Exception:   # noqa: BLE001 - the service must outlive one bad round
+                logger.exception("farm loop")
+                active = True
+            if not active:
+                time.sleep(0.2)
+
+    # -- the farm API -------------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest) -> JobSummary:
+        return self.farm.submit(request)
+
+    def jobs(self) -> list[JobSummary]:
+        return self.farm.jobs()
+
+    def job(self, job_id: str) -> JobDetail | None:
+        return self.farm.job(job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        return self.farm.cancel(job_id)
+
+    def set_priority(self, job_id: str, priority: int) -> bool:
+        return self.farm.set_priority(job_id, priority)
+
+    def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
+        return self.farm.events(job_id, since)
+
+    def lines_of(self, job_id: str, since: int = 0) -> list[str]:
+        """The job's progress lines (what its entrypoint prints, so `sakuga logs` shows them)."""
+        return self.lines.get(job_id, [])[since:]
+
+
+def farm_service(gpus: int | None = None):
+    """The cluster's farm service, started on first use (detached: it outlives the job that started it)."""
+    return FarmService.options(name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(gpus)

@@ -1,0 +1,78 @@
+"""The editorial timeline: `DIR/timeline.otio` (OpenTimelineIO), and a CMX3600 EDL where the rate allows.
+
+One video track, one clip per delivered shot referencing `shots/<id>.mp4` (relative, so the folder
+can move), with the shot's id, scene, prompt, characters and segments as metadata and a marker at its
+first frame. A dissolve of k frames between two shots is an OTIO transition: the outgoing clip shows
+all but its last `a` frames, the incoming one starts `b` frames in (a + b = k), and the transition
+overlaps `b` frames before the cut and `a` after, so the track plays exactly the frames of the cut
+(sum of shots minus dissolves) and every clip's visible range stays inside its media.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import opentimelineio as otio
+
+from storyboard.plan import Plan, ShotPlan
+
+from farm.job.folder import JobFolder
+from farm.job.publish import atomic_path
+
+# rates CMX3600 timecode can express (the adapter refuses others, e.g. Wan's 16 fps)
+EDL_RATES = (23.976, 24, 25, 29.97, 30, 48, 50, 59.94, 60)
+
+
+@dataclass(frozen=True)
+class Cut:
+    shot: ShotPlan
+    file: Path          # the shot's mp4
+    frames: int         # frames in that file
+    dissolve: int       # frames dissolving into the next cut (0: a straight cut)
+
+
+def build_timeline(plan: Plan, cuts: list[Cut], root: Path) -> otio.schema.Timeline:
+    rate = float(plan.fps)
+    frames = lambda n: otio.opentime.RationalTime(n, rate)   # noqa: E731
+    span = lambda start, n: otio.opentime.TimeRange(frames(start), frames(n))   # noqa: E731
+    timeline = otio.schema.Timeline(name=plan.title, global_start_time=frames(0))
+    timeline.metadata["sakuga"] = {"model": plan.model, "engine": plan.engine, "fps": plan.fps,
+                                   "width": plan.width, "height": plan.height}
+    track = otio.schema.Track(name="picture", kind=otio.schema.TrackKind.Video)
+    timeline.tracks.append(track)
+    incoming = 0      # frames the previous dissolve takes from the start of this cut
+    for i, cut in enumerate(cuts):
+        outgoing = cut.dissolve // 2 if i + 1 < len(cuts) else 0
+        media = otio.schema.ExternalReference(target_url=cut.file.relative_to(root).as_posix(),
+                                              available_range=span(0, cut.frames))
+        clip = otio.schema.Clip(name=cut.shot.id, media_reference=media,
+                                source_range=span(incoming, cut.frames - incoming - outgoing))
+        clip.metadata["sakuga"] = {"shot": cut.shot.id, "scene": cut.shot.scene, "prompt": cut.shot.prompt,
+                                   "characters": list(cut.shot.characters), "segments": list(cut.shot.segments),
+                                   "camera": cut.shot.camera}
+        clip.markers.append(otio.schema.Marker(name=cut.shot.id, marked_range=span(incoming, 0),
+                                               color=otio.schema.MarkerColor.GREEN,
+                                               metadata={"sakuga": {"prompt": cut.shot.prompt}}))
+        track.append(clip)
+        if cut.dissolve and i + 1 < len(cuts):
+            incoming = cut.dissolve - outgoing
+            track.append(otio.schema.Transition(name=f"{cut.shot.id} dissolve",
+                                                transition_type=otio.schema.TransitionTypes.SMPTE_Dissolve,
+                                                in_offset=frames(incoming), out_offset=frames(outgoing)))
+        else:
+            incoming = 0
+    return timeline
+
+
+def write_timeline(folder: JobFolder, plan: Plan, cuts: list[Cut]) -> list[str]:
+    """Write `timeline.otio` (and `timeline.edl` at a SMPTE rate); returns notes for the user."""
+    timeline = build_timeline(plan, cuts, folder.root)
+    with atomic_path(folder.timeline) as tmp:
+        otio.adapters.write_to_file(timeline, str(tmp), adapter_name="otio_json")
+    if not any(abs(plan.fps - r) < 1e-3 for r in EDL_RATES):
+        return [f"{folder.edl} not written: a CMX3600 EDL needs a SMPTE timecode rate "
+                f"({', '.join(f'{r:g}' for r in EDL_RATES)} fps) and this cut is {plan.fps} fps; "
+                "editors can open timeline.otio"]
+    with atomic_path(folder.edl) as tmp:
+        otio.adapters.write_to_file(timeline, str(tmp), adapter_name="cmx_3600")
+    return []

@@ -1,0 +1,341 @@
+"""One render job: a plan, its output folder and its ledger, and the only code that changes its state.
+
+A job knows which of its segments are published (in the ledger, with files that still match their
+recorded hashes), which it can take from the segment cache, and which must be rendered. Every change
+(an attempt starts or ends, a segment is published or given up, the job ends) goes through one method
+here: it is checked against the state machine (`states.py`), written to the ledger before anything
+acts on it, and told to the job's observers (progress, the farm API's event stream, the report).
+Files are published atomically, ledger row after the files, so a crash at any instant loses at most
+the segment that was being written; a resumed job re-renders only what is not published.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from farm.scheduling.policy import Task
+from storyboard.plan import ImageRef, Plan, Segment
+
+from .cache import SegmentCache, bytes_sha256, file_sha256
+from .events import JobEvent, JobObserver
+from .folder import JobFolder
+from .ledger import Ledger
+from .publish import json_bytes, publish_json, publish_many, remove_stale_temps
+from .results import Published, SegmentResult
+from .states import JOB, JOB_ENDS, SEGMENT, SETTLED
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class SegmentState:
+    """What this run knows of one segment."""
+    status: str = "pending"
+    attempts: int = 0                    # recorded in the ledger, over every run
+    tries: int = 0                       # in this run: at most MAX_ATTEMPTS
+    error: str | None = None
+    origin: str | None = None            # rendered, cache, resumed
+    published: Published | None = None
+
+    def row(self) -> dict:
+        """The manifest's view: what was recorded, then status, error, attempts and origin."""
+        record = asdict(self.published) if self.published else {}
+        return {**record, "status": "done" if self.status == "published" else self.status, "error": self.error,
+                "attempts": self.attempts, "origin": self.origin}
+
+
+@dataclass
+class Job:
+    id: str
+    plan: Plan
+    out: Path
+    priority: int = 0
+    config: dict = field(default_factory=dict)       # how to start it again (`sakuga resume`)
+    assets: dict[str, bytes] | None = None           # shipped with a submitted job; else read from disk
+    submitted: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.folder = JobFolder(self.out)
+        self.ledger: Ledger | None = None
+        self.status = "queued"
+        self.cancelling = False
+        self.state: dict[str, SegmentState] = {s.id: SegmentState() for s in self.plan.segments}
+        self.reused = self.kept = 0
+        self.notes: list[str] = []           # what delivery could not do, for the user
+        self.episode: Path | None = None
+        self.by_id = {s.id: s for s in self.plan.segments}
+        self.observers: list[JobObserver] = []
+        self._pngs: dict[str, bytes] = {}
+
+    @staticmethod
+    def new_id(stem: str) -> str:
+        return f"{stem[:40]}-{secrets.token_hex(3)}"
+
+    def observe(self, observer: JobObserver) -> None:
+        self.observers.append(observer)
+
+    def _tell(self, kind: str, seg: Segment | None = None, **fields) -> None:
+        event = JobEvent(self.id, kind, seg.id if seg else None, **fields)
+        for observer in self.observers:
+            observer(self, event)
+
+    # -- opening: what is already published, what the cache has -----------------------------------
+
+    def open(self, cache: SegmentCache | None) -> None:
+        self.folder.segments.mkdir(parents=True, exist_ok=True)
+        for folder in (self.out, self.folder.segments):   # what a crash mid-publish left behind
+            remove_stale_temps(folder)
+        publish_json(self.folder.plan, self.plan.to_json())
+        self.ledger = Ledger(self.folder.ledger)
+        self.status = JOB.move(self.status, "running", self.id)
+        self.ledger.upsert_job(self.id, source=self.config.get("source", ""), out=str(self.out),
+                               priority=self.priority, config=self.config, status="running")
+        status = self.ledger.sync_segments(self.id, [
+            {"id": s.id, "shot": s.shot, "hash": s.hash, "deps": list(s.deps), "frames": s.frames,
+             "model": s.model, "estimate_s": s.runtime(1)} for s in self.plan.segments])
+        rows = {r["id"]: r for r in self.ledger.segments(self.id)}
+        for seg in self.plan.segments:
+            row = rows[seg.id]
+            state = self.state[seg.id]
+            state.attempts = row["attempts"]
+            if status[seg.id] == "published":
+                if self._intact(seg, row):
+                    self._settle(seg, Published(**{k: v for k, v in (row["record"] or {}).items()
+                                                    if k in Published.__dataclass_fields__}), "resumed")
+                    self.kept += 1
+                    continue
+                self.ledger.set_segment_status(self.id, seg.id, "pending", "published file changed on disk")
+                self.ledger.event("corrupt", f"{seg.id}: file does not match its recorded hash; re-rendering",
+                                  job=self.id)
+                self.note(f"{seg.id}: published file no longer matches its hash; re-rendering it")
+            if cache is not None and self._from_cache(seg, cache):
+                self.reused += 1
+        self._tell("opened", status="running", detail=f"{len(self.plan.segments)} segments, "
+                                                      f"{self.reused + self.kept} reused")
+
+    def _intact(self, seg: Segment, row: dict) -> bool:
+        record = row.get("record") or {}
+        try:
+            return (file_sha256(self.folder.segment(seg.id, ".mp4")) == row.get("file_sha256")
+                    and file_sha256(self.folder.segment(seg.id, ".png")) == record.get("png_sha256"))
+        except OSError:
+            return False
+
+    def _from_cache(self, seg: Segment, cache: SegmentCache) -> bool:
+        entry = cache.link_into(seg.hash, {ext: self.folder.segment(seg.id, ext) for ext in (".mp4", ".png")})
+        if entry is None:
+            return False
+        fields = {k: v for k, v in entry["record"].items() if k in Published.__dataclass_fields__}
+        published = Published(**{**fields, "png_sha256": entry["sha256"][".png"], "origin": "cache"})
+        publish_json(self.folder.segment(seg.id, ".json"), self._sidecar(seg, published, 0))
+        self.ledger.publish(self.id, seg.id, file_sha256=entry["sha256"][".mp4"], record=asdict(published))
+        self.state[seg.id].attempts = 0
+        self._settle(seg, published, "cache")
+        return True
+
+    def _settle(self, seg: Segment, published: Published, origin: str) -> None:
+        state = self.state[seg.id]
+        state.status = SEGMENT.move(state.status, "published", seg.id)
+        state.published, state.origin, state.error = published, origin, None
+
+    # -- what the scheduler sees --------------------------------------------------------------------
+
+    def task_id(self, seg_id: str) -> str:
+        return f"{self.id}/{seg_id}"
+
+    def unfinished(self) -> list[Segment]:
+        return [s for s in self.plan.segments if self.state[s.id].status not in SETTLED]
+
+    def task(self, seg: Segment, degrees: tuple[int, ...] = (1,)) -> Task:
+        runtime = {d: seg.runtime(d) for d in degrees if d in dict(seg.runtime_s)}
+        return Task(self.task_id(seg.id), runtime, tuple(self.task_id(d) for d in seg.deps), self.id,
+                    self.priority, 0.0, seg.model)
+
+    def is_ready(self, seg: Segment) -> bool:
+        return all(self.state[d].status == "published" for d in seg.deps)
+
+    def images_for(self, seg: Segment) -> dict[ImageRef, bytes]:
+        refs = [c.image for c in seg.conditions] + [r for ch in seg.characters for r in ch.refs]
+        return {ref: self.last_png(ref.ref) if ref.kind == "segment" else self.asset(ref.ref) for ref in refs}
+
+    def asset(self, ref: str) -> bytes:
+        """A picture's bytes: shipped with a submitted job, else read once from disk."""
+        if self.assets is None:
+            self.assets = {}
+        if ref not in self.assets:
+            self.assets[ref] = Path(self.plan.assets[ref]).read_bytes()
+        return self.assets[ref]
+
+    def last_png(self, seg_id: str) -> bytes:
+        if seg_id not in self._pngs:
+            self._pngs[seg_id] = self.folder.segment(seg_id, ".png").read_bytes()
+        return self._pngs[seg_id]
+
+    @property
+    def done(self) -> set[str]:
+        return {sid for sid, s in self.state.items() if s.status == "published"}
+
+    @property
+    def dead(self) -> set[str]:
+        """Failed, or downstream of a failure."""
+        return {sid for sid, s in self.state.items() if s.status in ("failed", "skipped")}
+
+    @property
+    def settled(self) -> bool:
+        """Every segment published or given up: the job can be delivered."""
+        return all(s.status in SETTLED for s in self.state.values())
+
+    @property
+    def ended(self) -> bool:
+        return self.status in JOB_ENDS
+
+    @property
+    def failed_shots(self) -> list[str]:
+        dead = self.dead
+        return [s.id for s in self.plan.shots if any(g in dead for g in s.segments)]
+
+    def rows(self) -> dict[str, dict]:
+        return {sid: s.row() for sid, s in self.state.items()}
+
+    # -- transitions --------------------------------------------------------------------------------
+
+    def start_attempt(self, seg: Segment, *, worker: str, node: str, degree: int, offload: bool) -> int:
+        state = self.state[seg.id]
+        state.status = SEGMENT.move(state.status, "running", seg.id)
+        n = self.ledger.start_attempt(self.id, seg.id, worker=worker, node=node, degree=degree, offload=offload)
+        state.attempts, state.tries = n, state.tries + 1
+        self._tell("attempt_started", seg, status="running", worker=worker, degree=degree)
+        return n
+
+    def end_attempt(self, seg: Segment, n: int, status: str, error: str) -> bool:
+        """An attempt that did not publish; True if the segment will be tried again."""
+        state = self.state[seg.id]
+        self.ledger.end_attempt(self.id, seg.id, n, status, error)
+        state.status = SEGMENT.move(state.status, "pending", seg.id)
+        state.error = error
+        self._tell("attempt_ended", seg, status=status, detail=error)
+        if status in ("cancelled", "interrupted"):   # not the segment's fault: it stays to be rendered
+            return False
+        if state.tries >= MAX_ATTEMPTS or self.cancelling:
+            self.fail(seg, error)
+            return False
+        return True
+
+    def publish(self, seg: Segment, result: SegmentResult, n: int, *, worker: str, degree: int,
+                cache: SegmentCache | None) -> None:
+        """Write the segment's files, then the ledger (closing attempt `n`), then the cache."""
+        self._pngs[seg.id] = result.last_png
+        published = Published.of(result, worker, degree, bytes_sha256(result.last_png))
+        files = {self.folder.segment(seg.id, ".mp4"): result.mp4, self.folder.segment(seg.id, ".png"): result.last_png,
+                 self.folder.segment(seg.id, ".json"): json_bytes(self._sidecar(seg, published, n))}
+        if result.latents is not None and self.config.get("keep_latents"):
+            files[self.folder.segment(seg.id, ".latents.npy")] = _npy(result.latents)
+        publish_many(files)
+        self.ledger.publish(self.id, seg.id, file_sha256=bytes_sha256(result.mp4), record=asdict(published), attempt=n)
+        if cache is not None:
+            try:
+                cache.put(seg.hash, {".mp4": result.mp4, ".png": result.last_png}, asdict(published))
+            except OSError as e:   # a full or read-only cache must not fail a rendered segment
+                self.ledger.event("cache", f"{seg.id}: not cached ({e})", job=self.id)
+        self._settle(seg, published, "rendered")
+        self._tell("published", seg, status="published", worker=worker, degree=degree,
+                   busy_s=result.render_s + result.encode_s)
+
+    @staticmethod
+    def _sidecar(seg: Segment, published: Published, attempts: int) -> dict:
+        return {"segment": seg.id, "shot": seg.shot, "hash": seg.hash, "frames": seg.frames, "seed": seg.seed,
+                "model": seg.model, "attempts": attempts, **asdict(published)}
+
+    def fail(self, seg: Segment, error: str) -> None:
+        """Give up on a segment and everything downstream of it."""
+        self._give_up(seg, "failed", error)
+        dead = self.dead
+        for other in self.plan.segments:
+            if other.id not in dead and any(d in dead for d in other.deps):
+                self._give_up(other, "skipped", "upstream failed")
+                dead.add(other.id)
+
+    def _give_up(self, seg: Segment, status: str, error: str) -> None:
+        state = self.state[seg.id]
+        state.status = SEGMENT.move(state.status, status, seg.id)
+        state.error = error
+        if status == "skipped":
+            state.attempts = 0
+        self.ledger.set_segment_status(self.id, seg.id, status, error)
+        self._tell(status, seg, status=status, detail=error)
+
+    def cancel(self) -> bool:
+        """Ask the job to stop: nothing new starts; the caller ends its running attempts as cancelled."""
+        if self.ended or self.cancelling:
+            return False
+        self.cancelling = True
+        self._tell("cancelling", status="cancelling")
+        return True
+
+    def set_priority(self, priority: int) -> None:
+        self.priority = priority
+        if self.ledger is not None:
+            self.ledger.set_priority(self.id, priority)
+        self._tell("priority", detail=str(priority))
+
+    def interrupt(self) -> None:
+        """Stopped by the user: running attempts are interrupted, `sakuga resume` continues."""
+        if self.ledger is None or self.ended:
+            return
+        self.ledger.interrupt_running(self.id)
+        for state in self.state.values():
+            if state.status == "running":
+                state.status = SEGMENT.move(state.status, "pending")
+        self._end("interrupted", "stopped by the user; `sakuga resume` continues")
+
+    def worker_event(self, kind: str, detail: str, worker: str | None) -> None:
+        """Something happened to a worker while this job ran (started, lost, a gang formed)."""
+        if self.ledger is not None and not self.ended:
+            self.ledger.event(kind, detail, job=self.id, worker=worker)
+
+    def stage(self, text: str) -> None:
+        self._tell("stage", detail=text)
+
+    def note(self, text: str, kind: str = "note") -> None:
+        """Something the user should read (delivery could not write a file...), kept for the end."""
+        self.notes.append(text)
+        if self.ledger is not None and kind != "note":
+            self.ledger.event(kind, text, job=self.id)
+        logger.info("%s", text)
+        self._tell("note", detail=text)
+
+    def finish(self, episode: Path | None) -> None:
+        """Delivered (or, once cancelling, given up): the job's final status."""
+        if self.cancelling:
+            self.episode = None
+            self._end("cancelled", None)
+            return
+        failed = self.failed_shots
+        self.episode = episode
+        self._end("failed" if failed else "done",
+                  f"{len(failed)} shot(s) failed: {', '.join(failed)}" if failed else None)
+
+    def _end(self, status: str, detail: str | None) -> None:
+        self.status = JOB.move(self.status, status, self.id)
+        self.ledger.set_job_status(self.id, status, detail)
+        self._tell("finished" if status != "interrupted" else "interrupted", status=status, detail=detail or "")
+
+    def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()

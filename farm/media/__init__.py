@@ -1,0 +1,1 @@
+"""Media through PyAV: encoding, decoding and probing video, the soundtrack, PNG stills."""

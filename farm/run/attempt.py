@@ -1,0 +1,30 @@
+"""One try at a segment, on one worker or on a gang of them (one worker call per member)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from farm.job.job import Job
+from farm.job.results import SegmentResult
+from farm.workers.slots import Call, Slot
+from storyboard.plan import Segment
+
+
+@dataclass
+class Attempt:
+    job: Job
+    seg: Segment
+    slots: list[Slot]
+    n: int
+    started: float
+    deadline: float
+    estimate: float
+    pending: dict[Call, Slot] = field(default_factory=dict)   # member call → its slot, until it returns
+    result: SegmentResult | None = None                       # rank 0's
+
+    @property
+    def worker(self) -> str:
+        return "+".join(s.name for s in self.slots)
+
+    @property
+    def degree(self) -> int:
+        return len(self.slots)

@@ -1,0 +1,247 @@
+"""The farm loop: runs jobs' segments on a worker pool as the scheduling policy decides.
+
+Each round it shows the policy what is ready, what is running and which GPUs are free, starts what
+the policy picks, then waits for a result or a deadline. It asks the jobs and tells them what
+happened (`Job.start_attempt`, `end_attempt`, `publish`, `fail`, `finish`); the jobs own their state
+and write their ledgers. A worker that dies or hangs past the segment's timeout is replaced and the
+segment retried elsewhere (at most three attempts); an out-of-memory attempt is retried wider or with
+offload. The pool is a protocol (`farm.workers.slots.Pool`), so the loop runs without Ray in tests.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from farm.delivery.deliver import deliver
+from farm.job.cache import SegmentCache
+from farm.job.job import Job
+from farm.job.results import SegmentResult
+from farm.report.report import write_report_on_finish
+from farm.scheduling.policy import DEFAULT, Cluster, Policy, Running, View, policy
+from farm.workers.slots import Pool, Slot, WorkerDied, WorkerFailed
+from storyboard.plan import Segment
+
+from .attempt import Attempt
+from .banks import build_banks
+from .placement import Placement
+
+logger = logging.getLogger(__name__)
+
+
+class FarmLoop:
+    def __init__(self, pool: Pool, *, scheduler: Policy | None = None, cache: SegmentCache | None = None,
+                 offload: bool = False, deliver: Callable[[Job], object] = deliver):
+        self.pool = pool
+        self.policy = scheduler or policy(DEFAULT)
+        self.cache = cache
+        self.deliver = deliver
+        self.placement = Placement(pool, offload)
+        self.jobs: dict[str, Job] = {}
+        self.running: dict[object, Attempt] = {}            # a member's call → its attempt
+        self.banks: dict[tuple[str, str], object] = {}
+        self.publishing: tuple[str, str] | None = None      # finished, being written out
+        self.epoch = time.time()
+        pool.on_event = self._worker_event
+
+    def _worker_event(self, kind: str, detail: str, worker: str | None = None) -> None:
+        logger.debug("%s %s: %s", kind, worker, detail)
+        for job in self.jobs.values():
+            job.worker_event(kind, detail, worker)
+
+    # -- jobs -----------------------------------------------------------------------------------------
+
+    def add(self, job: Job) -> None:
+        """Open `job` (what is published, what the cache has) and queue the rest."""
+        job.observe(write_report_on_finish)
+        job.open(self.cache)
+        self.jobs[job.id] = job
+        for name, handle in build_banks(job, self.pool).items():
+            self.banks[(job.id, name)] = handle
+
+    def cancel(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or not job.cancel():
+            return False
+        for a in self._running_for(job):   # a running worker call cannot be interrupted: replace its workers
+            self._stop(a, f"job {job.id} cancelled", replace=True)
+            job.end_attempt(a.seg, a.n, "cancelled", "job cancelled")
+        return True
+
+    @property
+    def busy(self) -> bool:
+        return any(not j.ended for j in self.jobs.values())
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until every job has ended (delivered or cancelled)."""
+        try:
+            while self.busy:
+                self.step()
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
+        finally:
+            self.pool.shutdown()
+
+    def step(self, max_wait: float = 1.0, deliver: bool = True) -> None:
+        self._schedule()
+        self._collect(max_wait)
+        for job in list(self.jobs.values()) if deliver else []:
+            if not job.ended and (job.settled or job.cancelling) and not self._running_for(job):
+                self._finish(job)
+
+    def interrupt(self) -> None:
+        for job in self.jobs.values():
+            job.interrupt()
+        self.running.clear()
+
+    def _attempts(self) -> list[Attempt]:
+        return list({id(a): a for a in self.running.values()}.values())
+
+    def _running_for(self, job: Job) -> list[Attempt]:
+        return [a for a in self._attempts() if a.job is job]
+
+    def _schedule(self) -> None:
+        busy = {(a.job.id, a.seg.id) for a in self.running.values()} | {self.publishing}
+        ready, pending, owner = [], [], {}
+        for job in self.jobs.values():
+            if job.cancelling or job.ended:
+                continue
+            for seg in job.unfinished():
+                if (job.id, seg.id) in busy:
+                    continue
+                task = job.task(seg, self.placement.degrees(job, seg))
+                owner[task.id] = (job, seg)
+                (ready if job.is_ready(seg) else pending).append(task)
+        if not ready or not any(not s.busy for s in self.pool.slots):
+            return
+        running = [Running(a.job.task(a.seg, (a.degree,)), a.slots[0].node, tuple(s.gpu for s in a.pending.values()),
+                           a.started - self.epoch, a.started - self.epoch + a.estimate) for a in self._attempts()]
+        view = View(time.time() - self.epoch, Cluster(tuple(self.pool.nodes)), self.pool.free(), ready, pending,
+                    running, self.pool.resident())
+        taken: set[tuple[int, int]] = set()
+        for start in self.policy.decide(view):
+            job, seg = owner[start.task]
+            slots = self._slots_for(job, seg, start, taken)
+            if slots:
+                taken.update(s.key for s in slots)
+                self._dispatch(job, seg, slots)
+
+    def _slots_for(self, job: Job, seg: Segment, start, taken: set) -> list[Slot]:
+        if start.degree > 1:
+            slots = [self.pool.slot(start.node, g) for g in start.gpus]
+            return slots if self.placement.gang_free(job, slots, taken) else []
+        slot = self.placement.pick_slot(job, seg, self.pool.slot(start.node, start.gpus[0]), taken)
+        if slot is None and self.placement.hopeless(job):
+            job.fail(seg, "every worker failed this job twice")
+        return [slot] if slot else []
+
+    def _dispatch(self, job: Job, seg: Segment, slots: list[Slot]) -> None:
+        try:
+            images = job.images_for(seg)
+        except (OSError, KeyError) as e:   # an input vanished since planning: no attempt can succeed
+            job.fail(seg, f"cannot read input: {e}")
+            return
+        if len(slots) == 1:
+            members = [(slots[0], None)]
+        else:
+            try:
+                members = self.pool.gang(slots)
+            except WorkerDied as e:   # rank 0 is gone: nothing started yet
+                self.pool.replace(min(slots, key=lambda s: s.gpu), str(e))
+                return
+            images = self.pool.share(images)   # one copy for the whole gang
+        preset = job.plan.presets[seg.model]
+        offload = self.placement.offload(job, seg)
+        a = Attempt(job, seg, [s for s, _ in members], 0, 0.0, 0.0, seg.runtime(len(slots)))
+        a.n = job.start_attempt(seg, worker=a.worker, node=slots[0].node_id, degree=a.degree, offload=offload)
+        timeout = preset.cost.timeout(a.estimate, loading=any(seg.model not in s.resident for s in slots))
+        bank = self.banks.get((job.id, seg.model))
+        keep = bool(job.config.get("keep_latents"))
+        for slot, spec in members:
+            call = self.pool.render(slot, preset, seg, images, bank, offload, spec, keep)
+            slot.busy = True
+            a.pending[call] = slot
+            self.running[call] = a
+        a.started = time.time()
+        a.deadline = a.started + timeout
+
+    def _collect(self, max_wait: float) -> None:
+        if not self.running:
+            return
+        wait = max(0.0, min(max_wait, min(a.deadline for a in self.running.values()) - time.time()))
+        for call in self.pool.wait(list(self.running), wait):
+            a = self.running.pop(call, None)
+            if a is None:
+                continue    # its attempt already ended with another member's failure
+            slot = a.pending.pop(call)
+            try:
+                result = self.pool.result(call)
+            except WorkerDied as e:
+                self._stop(a, f"a member died rendering {a.seg.id}", replace=True, also=slot)
+                self._failed(a, "died", str(e), culprit=slot)
+            except WorkerFailed as e:
+                gang = a.degree > 1   # the other members may be stuck in a collective
+                self._stop(a, f"a member failed rendering {a.seg.id}", replace=gang, also=slot)
+                if e.out_of_memory:
+                    self.placement.ran_out_of_memory(a.job, a.seg, a.degree)
+                    self._failed(a, "oom", str(e))
+                else:
+                    self._failed(a, "error", str(e), culprit=slot)
+            else:
+                slot.busy = False   # a gang member is free once its share is done; rank 0 encodes
+                slot.resident = set(result.resident)
+                if isinstance(result, SegmentResult):
+                    a.result = result
+                if not a.pending:
+                    self._publish(a)
+        self._expire(time.time())
+
+    def _expire(self, now: float) -> None:
+        for a in self._attempts():
+            if now >= a.deadline:
+                lone = a.slots[0] if a.degree == 1 else None   # in a gang, which member hung is unknown
+                self._stop(a, f"timed out on {a.seg.id}", replace=True)
+                self._failed(a, "timeout", f"no result after {a.deadline - a.started:.0f} s "
+                                           f"(the cost model expects {a.estimate:.0f} s)", culprit=lone)
+
+    def _publish(self, a: Attempt) -> None:
+        if a.result is None:   # every member answered but none with the segment: a broken engine
+            self._failed(a, "error", "no member of the gang returned the segment")
+            return
+        # keep the freed GPUs busy with independent work while this segment is written out;
+        # its dependents wait until it is published
+        self.publishing = (a.job.id, a.seg.id)
+        try:
+            self._schedule()
+            a.job.publish(a.seg, a.result, a.n, worker=a.worker, degree=a.degree, cache=self.cache)
+        finally:
+            self.publishing = None
+
+    def _stop(self, a: Attempt, why: str, *, replace: bool, also: Slot | None = None) -> None:
+        """End attempt `a`'s calls still running (and `also`, the member whose call just failed): their
+        workers are replaced, or only freed when nothing can be left half-way (a lone worker's error)."""
+        slots = list(a.pending.values()) + ([also] if also else [])
+        for call in a.pending:
+            self.running.pop(call, None)
+        a.pending.clear()
+        for slot in slots:
+            if replace:
+                self.pool.replace(slot, why)
+            else:
+                slot.busy = False
+
+    def _failed(self, a: Attempt, status: str, error: str, *, culprit: Slot | None = None) -> None:
+        if culprit:
+            self.placement.blame(a.job, a.seg, culprit)
+        a.job.end_attempt(a.seg, a.n, status, error)
+
+    def _finish(self, job: Job) -> None:
+        episode = None
+        if not job.cancelling:
+            job.stage("stitching")
+            episode = self.deliver(job)
+        job.finish(episode)
+        job.close()

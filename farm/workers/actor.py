@@ -1,0 +1,114 @@
+"""The GPU worker actor: one per GPU, keeps its engines loaded across segments (`engines.py`).
+
+A worker gets a segment plus the bytes of its input pictures and returns a `SegmentResult`: the
+encoded segment and its last frame (lossless PNG, for continuity). It never touches the output
+folder: the driver publishes, so workers need no shared filesystem with the driver.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import time
+
+import numpy as np
+import ray
+
+from engine.bank import CharacterBank
+from engine.base import check, create
+from engine.qc import flicker
+from storyboard.errors import InputError
+from storyboard.plan import ImageRef, Segment
+from storyboard.presets import Preset
+
+from farm.workers.gang import GangSpec, Membership, free_address
+from farm.job.results import SegmentResult, ShareDone
+from farm.media.decode import read_png
+from farm.media.encode import encode_mp4_bytes, png_bytes
+
+from .engines import EngineCache, OutOfMemory, memory_budget_gb, oom_errors, release_accelerator_memory
+
+
+@ray.remote(num_cpus=0)
+class SegmentWorker:
+    def __init__(self, name: str, threads: int | None = None):
+        self.name = name
+        if threads:   # logical GPUs on a CPU machine share its cores
+            import torch
+
+            torch.set_num_threads(threads)
+        self.engines = EngineCache(memory_budget_gb(), lambda p, offload: create(p, offload=offload))
+        self.membership = Membership()
+
+    def address(self) -> tuple[str, int]:
+        """Where a gang this worker is rank 0 of meets."""
+        return free_address()
+
+    def where(self) -> dict:
+        return {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(),
+                "node": ray.get_runtime_context().get_node_id(), "gpus": ray.get_gpu_ids(),
+                "resident": self.engines.resident()}
+
+    def check(self, preset: Preset) -> list[tuple[str, int, int, str]]:
+        """Problems loading `preset` on this machine (missing weights...): (file, line, col, message)."""
+        try:
+            check(preset)
+        except InputError as e:
+            return [(p.file, p.line, p.col, p.message) for p in e.problems]
+        return []
+
+    def bank(self, preset: Preset, wanted: list[tuple[str, str, bytes]], have: list[tuple[str, str, str]]
+             ) -> tuple[str | None, CharacterBank]:
+        """Encode the (character, sha256, picture bytes) not already in `have` with this preset's encoder."""
+        engine = self.engines.get(preset)
+        if engine.encoder_id is None:
+            return None, CharacterBank()
+        known = set(have)
+        todo = [(c, sha, read_png(data)) for c, sha, data in wanted if (c, sha, engine.encoder_id) not in known]
+        return engine.encoder_id, CharacterBank(engine.encode_characters(todo))
+
+    def render(self, preset: Preset, segment: Segment, images: dict[ImageRef, bytes],
+               bank: CharacterBank | None = None, offload: bool = False, gang: GangSpec | None = None,
+               keep_latents: bool = False) -> SegmentResult | ShareDone:
+        """Render `segment` alone, or as one member of `gang` (every member gets the same call; rank 0
+        returns the segment, the others only that their share is done)."""
+        started = time.time()
+        ranks = gang.world if gang else 1
+        try:
+            engine = self.engines.get(preset, offload)
+            if bank is not None:
+                engine.use_bank(bank)
+            if gang:
+                self.membership.ensure(gang)
+            pictures = {ref: read_png(data) for ref, data in images.items()}
+            rendered = engine.render(segment, pictures, ranks=ranks)
+        except oom_errors() as e:
+            gc.collect()
+            release_accelerator_memory()
+            raise OutOfMemory(str(e).splitlines()[0] if str(e) else "out of memory") from None
+        node = ray.get_runtime_context().get_node_id()
+        resident = tuple(self.engines.resident())
+        if gang and gang.rank != 0:
+            return ShareDone(started, time.time() - started, self.name, node, resident)
+        frames = rendered.frames
+        if frames.shape != (segment.frames, segment.height, segment.width, 3) or frames.dtype != np.uint8:
+            raise RuntimeError(f"engine {preset.engine} returned frames of shape {frames.shape} "
+                               f"({frames.dtype}) for segment {segment.id}")
+        rendered_at = time.time()
+        metrics = {"flicker": flicker(frames), **rendered.metrics}
+        mp4 = encode_mp4_bytes(frames, segment.fps, segment.width, segment.height)
+        latents = getattr(rendered, "latents", None) if keep_latents else None
+        return SegmentResult(mp4, png_bytes(rendered.last_frame), metrics, started, rendered_at - started,
+                             time.time() - rendered_at, self.name, node, resident, latents)
+
+    def sp_selftest(self, gang: GangSpec, ulysses: int, ring: int, seed: int,
+                    size: tuple[int, int, int], backend: str = "diffusers") -> np.ndarray | None:
+        """The tiny Wan transformer's output with its attention sharded over the gang (rank 0 returns it)."""
+        from engine import sp
+
+        self.membership.ensure(gang)
+        transformer, inputs = sp.selftest_case(ulysses, seed, size)
+        uneven = sp.tokens(transformer, inputs["hidden_states"].shape) % gang.world != 0
+        sp.enable(transformer, sp.Layout(ulysses, ring, uneven), backend)
+        out = sp.forward(transformer, inputs)
+        return out.numpy() if gang.rank == 0 else None

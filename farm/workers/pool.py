@@ -1,0 +1,169 @@
+"""The GPU worker pool: one `SegmentWorker` actor per GPU slot (node, GPU index).
+
+Each node's GPUs are reserved as one STRICT_PACK placement group (a bundle per GPU, pinned to the
+node by its id label), and each slot's actor lives in its bundle: gangs are formed from slots of one
+node. Slots are what the scheduling policy sees. A slot whose actor dies is refilled with a fresh
+actor in the same bundle; failures are counted per slot and job, so a GPU that fails a job twice is
+avoided for that job.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from engine.bank import CharacterBank
+from farm.job.results import SegmentResult, ShareDone
+
+from .actor import SegmentWorker
+from .engines import OutOfMemory
+from .gang import GangSpec, specs
+from .slots import Slot, WorkerDied, WorkerFailed
+
+
+AVOID_AFTER = 2     # failures of one slot in one job
+
+
+def gpu_nodes() -> list[tuple[str, int]]:
+    """(node id, GPU count) of the cluster's live nodes with GPUs, in a stable order."""
+    nodes = [(n["NodeID"], int(n["Resources"].get("GPU", 0))) for n in ray.nodes() if n.get("Alive")]
+    return sorted((n for n in nodes if n[1] > 0), key=lambda n: n[0])
+
+
+class WorkerPool:
+    def __init__(self, gpus: int, *, on_event=lambda kind, detail, worker=None: None, threads: int | None = None):
+        self.on_event = on_event
+        self.token = secrets.token_hex(2)
+        self.generation = 0
+        self.slots: list[Slot] = []
+        per_node = []                      # (node id, GPUs taken there), until `gpus` are taken
+        for node_id, count in gpu_nodes():
+            take = min(count, gpus - sum(n for _, n in per_node))
+            if take > 0:
+                per_node.append((node_id, take))
+        self.nodes = [n for _, n in per_node]
+        # logical GPUs on a CPU-only machine share its cores instead of each taking them all
+        self.threads = threads or int(os.environ.get("SAKUGA_WORKER_THREADS", 0)) or max(
+            1, (os.cpu_count() or 1) // max(self.nodes, default=1))
+        self.groups = [placement_group([{"GPU": 1}] * count, strategy="STRICT_PACK",
+                                       bundle_label_selector=[{"ray.io/node-id": node_id}] * count)
+                       for node_id, count in per_node]
+        try:
+            ray.get([g.ready() for g in self.groups], timeout=120)
+        except ray.exceptions.GetTimeoutError:
+            self.shutdown()
+            raise RuntimeError(f"could not reserve {gpus} GPUs on the cluster within 120 s (held by other work?)") from None
+        for index, (node_id, count) in enumerate(per_node):
+            for g in range(count):
+                slot = Slot(index, g, node_id, self.groups[index])
+                self._start(slot)
+                self.slots.append(slot)
+
+    def _start(self, slot: Slot) -> None:
+        self.generation += 1
+        slot.starts += 1
+        # the name users see (manifest, ledger); a replacement gets a suffix
+        slot.name = f"n{slot.node}-gpu{slot.gpu}" + (f"#{slot.starts}" if slot.starts > 1 else "")
+        slot.actor = SegmentWorker.options(
+            num_gpus=1, name=f"sakuga-{self.token}-{self.generation}", namespace="sakuga",
+            scheduling_strategy=PlacementGroupSchedulingStrategy(slot.group, placement_group_bundle_index=slot.gpu),
+        ).remote(slot.name, threads=self.threads)
+        slot.resident = set()
+        slot.gang = None
+        slot.busy = False
+        self.on_event("worker_started", f"node {slot.node} gpu {slot.gpu}", slot.name)
+
+    def replace(self, slot: Slot, why: str) -> None:
+        """The slot's actor died or hung: kill what is left of it and start a fresh one."""
+        try:
+            ray.kill(slot.actor, no_restart=True)
+        except Exception:   # noqa: BLE001 - already gone
+            pass
+        self.on_event("worker_lost", why, slot.name)
+        self._start(slot)
+
+    def gang(self, slots: list[Slot], timeout_s: float = 30.0) -> list[tuple[Slot, GangSpec]]:
+        """Each slot with its place in a gang of all of them (in GPU order: ranks stay stable). Slots
+        still together in a group from earlier keep it; otherwise rank 0 names a new rendezvous."""
+        slots = sorted(slots, key=lambda s: s.gpu)
+        tag = slots[0].gang
+        if tag is not None and all(s.gang == tag for s in slots) and sum(s.gang == tag for s in self.slots) == len(slots):
+            return list(zip(slots, specs(tag, len(slots), "", 0)))
+        try:
+            host, port = ray.get(slots[0].actor.address.remote(), timeout=timeout_s)
+        except (RayActorError, GetTimeoutError):
+            raise WorkerDied(f"{slots[0].name} did not answer to host a gang") from None
+        self.generation += 1
+        tag = "+".join(s.name for s in slots) + f"@{self.token}-{self.generation}"
+        for s in slots:
+            s.gang = tag
+        self.on_event("gang_formed", f"{len(slots)} GPUs on node {slots[0].node}, rank 0 at {host}:{port}", tag)
+        return list(zip(slots, specs(tag, len(slots), host, port)))
+
+    def slot(self, node: int, gpu: int) -> Slot:
+        return next(s for s in self.slots if s.node == node and s.gpu == gpu)
+
+    def usable(self, slot: Slot, job: str) -> bool:
+        return slot.failures[job] < AVOID_AFTER
+
+    def free(self) -> dict[int, list[int]]:
+        free: dict[int, list[int]] = {n: [] for n in range(len(self.nodes))}
+        for s in self.slots:
+            if not s.busy:
+                free[s.node].append(s.gpu)
+        return free
+
+    def resident(self) -> dict[tuple[int, int], set[str]]:
+        return {s.key: s.resident for s in self.slots}
+
+    # -- calls: the loop sees handles, results and two kinds of failure, never Ray's exceptions ------
+
+    def share(self, value: Any) -> Any:
+        return ray.put(value)
+
+    def render(self, slot: Slot, preset, seg, images, bank, offload: bool, gang: GangSpec | None,
+               keep_latents: bool = False) -> ray.ObjectRef:
+        return slot.actor.render.remote(preset, seg, images, bank, offload, gang, keep_latents)
+
+    def wait(self, calls: Sequence[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
+        done, _ = ray.wait(list(calls), num_returns=1, timeout=timeout)
+        return done
+
+    def result(self, call: ray.ObjectRef) -> SegmentResult | ShareDone:
+        try:
+            return ray.get(call)
+        except RayActorError as e:
+            raise WorkerDied(_last_line(e)) from None
+        except RayTaskError as e:
+            raise WorkerFailed(_last_line(e), out_of_memory=isinstance(e.cause, OutOfMemory)) from None
+
+    def encode_bank(self, preset, wanted, have) -> tuple[str | None, CharacterBank] | None:
+        """The character bank from the first worker; None when the model does not load there (its
+        segments then fail, retry and are reported as usual)."""
+        try:
+            return ray.get(self.slots[0].actor.bank.remote(preset, wanted, have))
+        except (RayActorError, RayTaskError):
+            return None
+
+    def pid(self, slot: Slot) -> int:
+        return ray.get(slot.actor.where.remote())["pid"]
+
+    def shutdown(self) -> None:
+        for s in self.slots:
+            try:
+                ray.kill(s.actor, no_restart=True)
+            except Exception:   # noqa: BLE001 - already gone
+                pass
+        for g in self.groups:
+            remove_placement_group(g)
+
+
+def _last_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1][:500] if text else type(error).__name__
