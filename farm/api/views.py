@@ -37,7 +37,7 @@ def summary(job: Job, gpus: int) -> JobSummary:
 
 
 def detail(job: Job, gpus: int) -> JobDetail:
-    attempts = job.ledger.attempts(job.id) if job.ledger is not None else []
+    attempts = job.attempt_rows()
     last = {a["segment"]: a["worker"] for a in attempts}
     return JobDetail(
         summary(job, gpus),

@@ -24,7 +24,7 @@ from storyboard.plan import ImageRef, Plan, Segment
 from .cache import SegmentCache, bytes_sha256, file_sha256
 from .events import JobEvent, JobObserver
 from .folder import JobFolder
-from .ledger import Ledger
+from .ledger import AttemptRow, Ledger
 from .publish import json_bytes, publish_json, publish_many, remove_stale_temps
 from .results import Published, SegmentResult
 from .states import JOB, JOB_ENDS, SEGMENT, SETTLED
@@ -327,6 +327,15 @@ class Job:
         self.status = JOB.move(self.status, status, self.id)
         self.ledger.set_job_status(self.id, status, detail)
         self._tell("finished" if status != "interrupted" else "interrupted", status=status, detail=detail or "")
+
+    def attempt_rows(self) -> list[AttemptRow]:
+        """Every attempt the ledger records, also once the job has ended and closed it."""
+        if self.ledger is None:
+            return []
+        if self.ledger.closed:
+            with Ledger(self.folder.ledger) as ledger:
+                return ledger.attempts(self.id)
+        return self.ledger.attempts(self.id)
 
     def close(self) -> None:
         if self.ledger is not None:

@@ -99,6 +99,7 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.lock = threading.Lock()
+        self.closed = False
         # autocommit at the driver level: each write opens its own BEGIN IMMEDIATE (see _tx);
         # timeout is the busy timeout, for the other processes (CLI, status) reading the same file
         self.db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
@@ -123,6 +124,7 @@ class Ledger:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+            self.closed = True
 
     def __enter__(self) -> Ledger:
         return self

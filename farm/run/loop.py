@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from farm.delivery.deliver import deliver
 from farm.job.cache import SegmentCache
+from farm.job.events import JobObserver
 from farm.job.job import Job
 from farm.job.results import SegmentResult
 from farm.report.report import write_report_on_finish
@@ -31,11 +32,13 @@ logger = logging.getLogger(__name__)
 
 class FarmLoop:
     def __init__(self, pool: Pool, *, scheduler: Policy | None = None, cache: SegmentCache | None = None,
-                 offload: bool = False, deliver: Callable[[Job], object] = deliver):
+                 offload: bool = False, deliver: Callable[[Job], object] = deliver,
+                 observers: tuple[JobObserver, ...] = (write_report_on_finish,)):
         self.pool = pool
         self.policy = scheduler or policy(DEFAULT)
         self.cache = cache
         self.deliver = deliver
+        self.observers = observers        # told about every job's events (the report, once delivered)
         self.placement = Placement(pool, offload)
         self.jobs: dict[str, Job] = {}
         self.running: dict[object, Attempt] = {}            # a member's call → its attempt
@@ -53,7 +56,8 @@ class FarmLoop:
 
     def add(self, job: Job) -> None:
         """Open `job` (what is published, what the cache has) and queue the rest."""
-        job.observe(write_report_on_finish)
+        for observer in self.observers:
+            job.observe(observer)
         job.open(self.cache)
         self.jobs[job.id] = job
         for name, handle in build_banks(job, self.pool).items():

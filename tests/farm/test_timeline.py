@@ -7,6 +7,7 @@ from dataclasses import replace
 import opentimelineio as otio
 
 from farm.delivery.timeline import Cut, write_timeline
+from farm.job.folder import JobFolder
 from farm.media.decode import probe
 from storyboard.load import load
 from storyboard.plan import build_plan
@@ -60,7 +61,7 @@ def test_an_edl_is_written_at_a_smpte_rate(tmp_path):
     (tmp_path / "shots").mkdir()
     cuts = [Cut(shot, tmp_path / "shots" / f"{shot.id}.mp4", shot.frames, shot.crossfade_frames)
             for shot in plan.shots]
-    assert write_timeline(tmp_path, plan, cuts) == []
+    assert write_timeline(JobFolder(tmp_path), plan, cuts) == []
     edl = otio.adapters.read_from_file(str(tmp_path / "timeline.edl"), rate=24)
     assert len(list(edl.find_clips())) == 4
     otio_track = otio.adapters.read_from_file(str(tmp_path / "timeline.otio")).tracks[0]
