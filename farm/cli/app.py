@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 from farm.cluster.errors import ClusterError
 from storyboard.errors import InputError
 
-from . import bench, cluster, inputs, logs, models, render, selftest
+from . import bench, cache, cluster, inputs, logs, models, render, selftest
 
 
 class _Group(TyperGroup):
@@ -44,6 +44,7 @@ def _options(
 for group in (inputs, render, cluster):
     group.register(app)
 app.add_typer(models.app, name="models")
+app.add_typer(cache.app, name="cache")
 app.add_typer(bench.app, name="bench")
 app.add_typer(selftest.app, name="selftest")
 

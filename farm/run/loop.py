@@ -48,7 +48,6 @@ class FarmLoop:
         pool.on_event = self._worker_event
 
     def _worker_event(self, kind: str, detail: str, worker: str | None = None) -> None:
-        logger.debug("%s %s: %s", kind, worker, detail)
         for job in self.jobs.values():
             job.worker_event(kind, detail, worker)
 

@@ -8,6 +8,7 @@ avoided for that job.
 """
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from .engines import OutOfMemory
 from .gang import GangSpec, specs
 from .slots import Slot, WorkerDied, WorkerFailed
 
+
+logger = logging.getLogger(__name__)
 
 AVOID_AFTER = 2     # failures of one slot in one job
 
@@ -77,7 +80,11 @@ class WorkerPool:
         slot.resident = set()
         slot.gang = None
         slot.busy = False
-        self.on_event("worker_started", f"node {slot.node} gpu {slot.gpu}", slot.name)
+        self._event("worker_started", f"node {slot.node} gpu {slot.gpu}", slot.name)
+
+    def _event(self, kind: str, detail: str, worker: str) -> None:
+        logger.debug("%s %s: %s", kind, worker, detail)
+        self.on_event(kind, detail, worker)
 
     def replace(self, slot: Slot, why: str) -> None:
         """The slot's actor died or hung: kill what is left of it and start a fresh one."""
@@ -85,7 +92,7 @@ class WorkerPool:
             ray.kill(slot.actor, no_restart=True)
         except Exception:   # noqa: BLE001 - already gone
             pass
-        self.on_event("worker_lost", why, slot.name)
+        self._event("worker_lost", why, slot.name)
         self._start(slot)
 
     def gang(self, slots: list[Slot], timeout_s: float = 30.0) -> list[tuple[Slot, GangSpec]]:
@@ -103,7 +110,7 @@ class WorkerPool:
         tag = "+".join(s.name for s in slots) + f"@{self.token}-{self.generation}"
         for s in slots:
             s.gang = tag
-        self.on_event("gang_formed", f"{len(slots)} GPUs on node {slots[0].node}, rank 0 at {host}:{port}", tag)
+        self._event("gang_formed", f"{len(slots)} GPUs on node {slots[0].node}, rank 0 at {host}:{port}", tag)
         return list(zip(slots, specs(tag, len(slots), host, port)))
 
     def slot(self, node: int, gpu: int) -> Slot:

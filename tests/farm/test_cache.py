@@ -240,3 +240,19 @@ def test_prune_clears_temp_folders_of_crashed_puts(tmp_path):
     assert cache.prune(10**9) == 0
     assert not crashed.exists() and fresh.exists()
     assert cache.get(h("a")) is not None
+
+
+def test_cache_info_and_prune_from_the_command_line(tmp_path, sakuga):
+    cache = SegmentCache(tmp_path / "c")
+    for i, name in enumerate(["oldest", "newest"]):
+        cache.put(h(name), {".mp4": MP4, ".png": PNG}, {})
+        entry_json = entry_dir(tmp_path / "c", h(name)) / "entry.json"
+        entry_json.write_text(json.dumps({**json.loads(entry_json.read_text()), "created": 1000.0 + i}))
+    info = sakuga("cache", "info", "--cache", tmp_path / "c")
+    assert info.exit_code == 0 and "2 segments" in info.stdout
+    one = cache.size_bytes() // 2
+    pruned = sakuga("cache", "prune", "--max-size", str(one), "--cache", tmp_path / "c")
+    assert pruned.exit_code == 0 and "removed 1 segments; 1 left" in pruned.stdout
+    assert cache.get(h("oldest")) is None and cache.get(h("newest")) is not None
+    bad = sakuga("cache", "prune", "--max-size", "lots", "--cache", tmp_path / "c")
+    assert bad.exit_code == 2 and "--max-size" in bad.stderr and "not a size" in bad.stderr

@@ -3,108 +3,19 @@ how it retries, when it gives up, what it delivers — are tested on their own. 
 ledger is SQLite in tmp_path): the loop only asks and tells it."""
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from farm.job.job import Job
 from farm.job.ledger import Ledger
-from farm.job.results import SegmentResult, ShareDone
-from farm.media.encode import encode_mp4_bytes, png_bytes
+from farm.job.results import ShareDone
 from farm.run.loop import FarmLoop
-from farm.workers.gang import specs
-from farm.workers.slots import Slot, WorkerDied, WorkerFailed
 from storyboard.load import load
 from storyboard.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@dataclass(eq=False)   # a handle: each call is its own
-class FakeCall:
-    slot: Slot
-    seg: object
-    rank: int
-    offload: bool
-
-
-class FakePool:
-    """Slots on `nodes`; each render call answers at once as `script[segment id]` says for that try:
-    "ok", "die" (the worker process is gone), "error", "oom"."""
-
-    def __init__(self, nodes: list[int], script: dict[str, list[str]] | None = None):
-        self.nodes = nodes
-        self.slots = [Slot(n, g, f"node{n}", name=f"n{n}-gpu{g}") for n, count in enumerate(nodes) for g in range(count)]
-        self.script = {k: list(v) for k, v in (script or {}).items()}
-        self.on_event = lambda kind, detail, worker=None: None
-        self.replaced: list[str] = []
-        self.calls: list[FakeCall] = []
-        self.shut = False
-        self.tags = itertools.count()
-
-    def free(self):
-        free = {n: [] for n in range(len(self.nodes))}
-        for s in self.slots:
-            if not s.busy:
-                free[s.node].append(s.gpu)
-        return free
-
-    def resident(self):
-        return {s.key: s.resident for s in self.slots}
-
-    def slot(self, node, gpu):
-        return next(s for s in self.slots if s.key == (node, gpu))
-
-    def usable(self, slot, job):
-        return slot.failures[job] < 2
-
-    def gang(self, slots):
-        return list(zip(sorted(slots, key=lambda s: s.gpu), specs(f"g{next(self.tags)}", len(slots), "", 0)))
-
-    def replace(self, slot, why):   # like the real pool: a fresh worker, with a new name, in the same slot
-        self.replaced.append(slot.name)
-        slot.starts += 1
-        slot.name = f"n{slot.node}-gpu{slot.gpu}#{slot.starts + 1}"
-        slot.busy = False
-        self.on_event("worker_lost", why, slot.name)
-
-    def share(self, value):
-        return value
-
-    def render(self, slot, preset, seg, images, bank, offload, gang, keep_latents=False):
-        call = FakeCall(slot, seg, gang.rank if gang else 0, offload)
-        self.calls.append(call)
-        return call
-
-    def wait(self, calls, timeout):
-        return list(calls)[:1]
-
-    def result(self, call):
-        plan = self.script.get(call.seg.id) or ["ok"]
-        what = plan[0]
-        if call.rank == 0 and len(plan) > 1:
-            plan.pop(0)
-        if what == "die":
-            raise WorkerDied(f"{call.slot.name} died")
-        if what in ("error", "oom"):
-            raise WorkerFailed(f"{what} on {call.slot.name}", out_of_memory=what == "oom")
-        if call.rank:
-            return ShareDone(0.0, 0.01, call.slot.name, call.slot.node_id)
-        seg = call.seg
-        frames = np.full((seg.frames, seg.height, seg.width, 3), 40 + 10 * seg.index, np.uint8)
-        return SegmentResult(encode_mp4_bytes(frames, seg.fps, seg.width, seg.height, preset="ultrafast"),
-                             png_bytes(frames[-1]), {"flicker": 0.0}, 0.0, 0.01, 0.01, call.slot.name,
-                             call.slot.node_id)
-
-    def encode_bank(self, preset, wanted, have):
-        return None
-
-    def shutdown(self):
-        self.shut = True
 
 
 def preset(folder: Path, degrees: list[int]) -> str:
@@ -126,7 +37,7 @@ def plan_of(tmp_path: Path, monkeypatch, degrees=(1,)):
     return build_plan(load(tmp_path / "sb.yaml"))
 
 
-def run(pool: FakePool, job: Job, **loop_options) -> list[Job]:
+def run(pool, job: Job, **loop_options) -> list[Job]:
     delivered = []
     loop = FarmLoop(pool, deliver=lambda j: delivered.append(j) or None, observers=(), **loop_options)
     loop.add(job)
@@ -143,7 +54,7 @@ def attempts(job: Job) -> dict[str, list[tuple]]:
     return out
 
 
-def test_every_segment_is_published_once_and_dependents_wait_for_their_upstream(tmp_path, monkeypatch):
+def test_every_segment_is_published_once_and_dependents_wait_for_their_upstream(tmp_path, monkeypatch, FakePool):
     pool = FakePool([2])
     job = Job("j", plan_of(tmp_path, monkeypatch), tmp_path / "out")
     delivered = run(pool, job)
@@ -156,7 +67,7 @@ def test_every_segment_is_published_once_and_dependents_wait_for_their_upstream(
         assert job.folder.segment(seg, ".mp4").is_file() and job.folder.segment(seg, ".png").is_file()
 
 
-def test_a_worker_that_dies_is_replaced_and_the_segment_retried_by_a_fresh_one(tmp_path, monkeypatch):
+def test_a_worker_that_dies_is_replaced_and_the_segment_retried_by_a_fresh_one(tmp_path, monkeypatch, FakePool):
     pool = FakePool([2], {"a.0": ["die", "ok"]})
     job = Job("j", plan_of(tmp_path, monkeypatch), tmp_path / "out")
     run(pool, job)
@@ -166,7 +77,7 @@ def test_a_worker_that_dies_is_replaced_and_the_segment_retried_by_a_fresh_one(t
     assert job.status == "done"
 
 
-def test_three_failed_attempts_fail_the_segment_skip_its_dependents_and_still_deliver(tmp_path, monkeypatch):
+def test_three_failed_attempts_fail_the_segment_skip_its_dependents_and_still_deliver(tmp_path, monkeypatch, FakePool):
     pool = FakePool([3], {"a.0": ["error"] * 3})
     job = Job("j", plan_of(tmp_path, monkeypatch), tmp_path / "out")
     delivered = run(pool, job)
@@ -180,7 +91,7 @@ def test_three_failed_attempts_fail_the_segment_skip_its_dependents_and_still_de
             "a.0": "failed", "b.0": "skipped", "c.0": "published"}
 
 
-def test_out_of_memory_is_retried_wider_and_then_with_offload(tmp_path, monkeypatch):
+def test_out_of_memory_is_retried_wider_and_then_with_offload(tmp_path, monkeypatch, FakePool):
     pool = FakePool([2], {"c.0": ["oom", "oom", "ok"]})
     job = Job("j", plan_of(tmp_path, monkeypatch, degrees=(1, 2)), tmp_path / "out")
     run(pool, job)
@@ -190,7 +101,7 @@ def test_out_of_memory_is_retried_wider_and_then_with_offload(tmp_path, monkeypa
     assert tries[0][0] == "oom"
 
 
-def test_a_cancelled_job_ends_its_running_attempt_and_is_not_delivered(tmp_path, monkeypatch):
+def test_a_cancelled_job_ends_its_running_attempt_and_is_not_delivered(tmp_path, monkeypatch, FakePool):
     pool = FakePool([1])
     job = Job("j", plan_of(tmp_path, monkeypatch), tmp_path / "out")
     delivered = []
@@ -204,7 +115,7 @@ def test_a_cancelled_job_ends_its_running_attempt_and_is_not_delivered(tmp_path,
     assert pool.replaced                   # the worker running it was replaced, not waited for
 
 
-def test_a_broken_pool_answer_is_an_error_not_a_silent_success(tmp_path, monkeypatch):
+def test_a_broken_pool_answer_is_an_error_not_a_silent_success(tmp_path, monkeypatch, FakePool):
     """A gang whose every member answers without the segment (no rank 0 result) fails the attempt."""
     pool = FakePool([2])
     pool.result = lambda call: ShareDone(0.0, 0.0, call.slot.name, call.slot.node_id)
@@ -215,7 +126,7 @@ def test_a_broken_pool_answer_is_an_error_not_a_silent_success(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("nodes", [[1], [4]])
-def test_the_loop_never_runs_two_attempts_on_one_gpu(tmp_path, monkeypatch, nodes):
+def test_the_loop_never_runs_two_attempts_on_one_gpu(tmp_path, monkeypatch, nodes, FakePool):
     pool = FakePool(nodes)
     busy_twice = []
     real = pool.render

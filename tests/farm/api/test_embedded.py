@@ -1,0 +1,70 @@
+"""The farm API as a front end sees it (the CLI today, the web studio next), on a pool without Ray:
+submit, list, look at a job, reprioritise, cancel, and read its events as a stream."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from farm.api.embedded import EmbeddedFarm
+from farm.api.protocol import FarmAPI, JobRequest
+from farm.job.ledger import Ledger
+from farm.media.decode import probe
+from storyboard.load import load
+from storyboard.plan import build_plan
+
+
+def plan_of(tmp_path: Path, title: str, shots: int):
+    lines = "".join(f"      - {{id: s{i}, frames: 17, prompt: shot {i}}}\n" for i in range(shots))
+    path = tmp_path / f"{title}.yaml"
+    path.write_text(f"sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
+                    f"scenes:\n  - id: one\n    shots:\n{lines}")
+    return build_plan(load(path))
+
+
+def test_submit_follow_and_read_back_a_job_through_the_api(tmp_path, FakePool):
+    farm: FarmAPI = EmbeddedFarm(FakePool([2]))
+    summary = farm.submit(JobRequest(plan_of(tmp_path, "ep1", 3), tmp_path / "ep1", priority=5))
+    assert (summary.state, summary.segments, summary.done, summary.priority) == ("running", 3, 0, 5)
+    assert [j.id for j in farm.jobs()] == [summary.id]
+    with pytest.raises(ValueError, match="already queued"):
+        farm.submit(JobRequest(plan_of(tmp_path, "ep1", 3), tmp_path / "other", job_id=summary.id))
+    assert farm.set_priority(summary.id, 20) and farm.jobs()[0].priority == 20
+    with Ledger(tmp_path / "ep1" / "ledger.sqlite") as ledger:
+        assert ledger.job(summary.id)["priority"] == 20
+
+    farm.wait([summary.id])
+    detail = farm.job(summary.id)
+    assert detail.summary.state == "done" and detail.summary.done == 3 and detail.summary.eta_s == 0.0
+    assert [s.id for s in detail.shots] == ["s0", "s1", "s2"]
+    assert {s.status for s in detail.segments} == {"published"} and all(s.worker for s in detail.segments)
+    assert [a.status for a in detail.attempts] == ["done"] * 3
+    assert probe(detail.summary.episode)["frames"] == 3 * 17
+    assert (tmp_path / "ep1" / "report.html").is_file()      # the report observes the job's end
+    assert not farm.cancel(summary.id) and not farm.set_priority(summary.id, 0)   # it has ended
+
+
+def test_the_event_stream_is_in_order_and_resumes_from_a_cursor(tmp_path, FakePool):
+    farm = EmbeddedFarm(FakePool([1]))
+    job = farm.submit(JobRequest(plan_of(tmp_path, "ep2", 2), tmp_path / "ep2")).id
+    first = farm.events(job)
+    assert [e.kind for e in first] == ["opened"]
+    farm.wait()
+    rest = farm.events(job, since=len(first))
+    kinds = [e.kind for e in rest]
+    assert kinds.count("attempt_started") == kinds.count("published") == 2
+    assert kinds[-1] == "finished" and rest[-1].status == "done"
+    assert kinds.index("stage") > max(i for i, k in enumerate(kinds) if k == "published")   # stitching, last
+    assert farm.events(job, since=len(first) + len(rest)) == []
+    assert farm.events("no-such-job") == [] and farm.job("no-such-job") is None
+
+
+def test_a_cancelled_job_through_the_api_stops_and_says_so(tmp_path, FakePool):
+    farm = EmbeddedFarm(FakePool([1]))
+    job = farm.submit(JobRequest(plan_of(tmp_path, "ep3", 3), tmp_path / "ep3")).id
+    farm.loop._schedule()                  # an attempt is running
+    assert farm.cancel(job)
+    assert farm.jobs()[0].state == "cancelling"
+    farm.wait()
+    assert farm.job(job).summary.state == "cancelled"
+    assert [e.status for e in farm.events(job) if e.kind == "finished"] == ["cancelled"]
