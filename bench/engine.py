@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.wan import WanEngine  # noqa: E402
+from engine.wan.engine import WanEngine  # noqa: E402
 from storyboard.plan import Condition, ImageRef, Segment  # noqa: E402
 from storyboard.presets import load_preset  # noqa: E402
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -56,6 +55,7 @@ from storyboard.presets import Preset
 
 from .base import NoBank, Progress, Rendered
 from .fit import fit_cover
+from .options import option
 
 ZOOM_PER_S = 0.05      # scale factor growth a second: (1 + 0.05) ** seconds
 PAN_PER_S = 0.05       # fraction of the frame width (pan) or height (tilt) a second
@@ -107,13 +107,7 @@ class AnimaticEngine(NoBank):
             if progress is not None:
                 progress(i + 1, total)
         mean_flicker = flicker / ((total - 1) * frames[0].size * 255.0) if total > 1 else 0.0
-        return AnimaticRendered(frames, {"flicker": float(mean_flicker)}, clean_last)
-
-
-def option(segment: Segment, key: str, default):
-    """An engine option of the segment (stored as JSON text), or `default`."""
-    raw = dict(segment.options).get(key)
-    return default if raw is None else json.loads(raw)
+        return AnimaticRendered(frames, {"flicker": float(mean_flicker)}, clean_last=clean_last)
 
 
 def absolute_difference(a: np.ndarray, b: np.ndarray) -> int:

@@ -3,6 +3,7 @@
 An engine is built from a preset on the worker that runs it and kept for many segments. It gets each
 segment's input pictures already decoded (RGB uint8, H x W x 3), keyed by the segment's `ImageRef`s,
 and returns exactly `segment.frames` frames at the segment's size; the last one continues the chain.
+Which engine a preset names, and whether it can load here, is `engine.registry`'s business.
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ Progress = Callable[[int, int], None]   # (done, total) steps of the current seg
 class Rendered:
     frames: np.ndarray                      # (F, H, W, 3) uint8
     metrics: dict[str, float] = field(default_factory=dict)
+    # A model's denoised latents before the VAE decode, float32, in the pipeline's latent shape
+    # (1, C, F', h, w); None for engines without latents (animatic, noop). Exact where decoded uint8
+    # frames are not, so a gang's render can be compared with one GPU's.
+    latents: np.ndarray | None = field(default=None, kw_only=True)
 
     @property
     def last_frame(self) -> np.ndarray:
@@ -38,7 +43,7 @@ class Engine(Protocol):
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
                progress: Progress | None = None, *, ranks: int = 1) -> Rendered | None:
         """With `ranks` > 1 the process is one of a gang (the current torch.distributed group) that
-        renders the segment together; rank 0 returns the frames, the others None."""
+        renders the segment together; rank 0 returns the frames (and a model's latents), the others None."""
         ...
 
     def encode_characters(self, wanted: list[tuple[str, str, np.ndarray]]) -> list[Embedding]:
@@ -57,38 +62,3 @@ class NoBank:
 
     def use_bank(self, bank) -> None:
         pass
-
-
-def create(preset: Preset, *, offload: bool = False) -> Engine:
-    """Build (and load) the engine a preset names."""
-    if preset.engine == "animatic":
-        from .animatic import AnimaticEngine
-
-        return AnimaticEngine(preset)
-    if preset.engine == "wan":
-        from .wan import WanEngine
-
-        return WanEngine(preset, offload=offload)
-    if preset.engine == "noop":
-        from .noop import NoopEngine
-
-        return NoopEngine(preset)
-    raise ValueError(f"unknown engine {preset.engine!r} in preset {preset.name!r}")
-
-
-def check(preset: Preset) -> None:
-    """Raise InputError (naming the preset file, field and path) if the preset cannot be loaded here:
-    bad engine options or missing weights. Loads nothing."""
-    if preset.engine == "wan":
-        from .wan_options import check_weights, options
-
-        check_weights(preset)
-        if options(preset).sp_backend == "xfuser" and max(preset.degrees) > 1:
-            from storyboard.presets import preset_problem
-
-            from .xfuser_sp import unavailable
-
-            why = unavailable()
-            if why:
-                raise preset_problem(preset.name, ("options", "sp_backend"),
-                                     f"preset {preset.name!r}: options.sp_backend: {why}")

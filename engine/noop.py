@@ -15,8 +15,8 @@ import numpy as np
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
-from .animatic import option
 from .base import NoBank, Progress, Rendered
+from .options import option
 
 
 def torch_oom(message: str) -> Exception:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.animatic import AnimaticEngine, Caption, card_colour, parse_camera, strip_suffix
-from engine.base import create
+from engine.registry import create
 from engine.fit import cover_box, fit_cover
 from engine.qc import flicker
 from storyboard.plan import CharacterRef, Condition, ImageRef, Segment
@@ -289,6 +289,11 @@ def test_a_chained_segment_continues_from_the_clean_frame_and_shows_one_caption(
     again = render(segment(17, conditions=[Condition(0, link)], camera="push in", caption=True, first_frame=16),
                    {link: first.frames[-1]})
     assert np.array_equal(again.frames[0], first.frames[-1])
+
+
+def test_the_animatic_has_no_latents_to_return():
+    rendered = render(segment(9, conditions=[Condition(0, START)], caption=True), {START: noise(1)})
+    assert rendered.latents is None and rendered.clean_last is not None
 
 
 # ---------------------------------------------------------------- fitting

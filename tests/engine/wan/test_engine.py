@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline
 from PIL import Image
 
-from engine import tiny
 from engine.bank import CharacterBank
-from engine.wan import KeyframePipeline, WanEngine, keyframe_condition, latent_mask
+from engine.wan import tiny
+from engine.wan.engine import WanEngine
+from engine.wan.keyframe_pipeline import KeyframePipeline, keyframe_condition, latent_mask
 from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset
@@ -91,11 +92,8 @@ def test_first_and_last_frame_conditioning_matches_stock_diffusers(engine):
     gen = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, 5, H // 8, W // 8, generator=gen)
 
-    pipe.condition = keyframe_condition(pipe, [(0, first), (16, last)], 17, H, W)
-    try:
-        _, ours = pipe.prepare_latents(first, 1, 4, H, W, 17, torch.float32, torch.device("cpu"), None, latents.clone())
-    finally:
-        pipe.condition = None
+    condition = keyframe_condition(pipe, [(0, first), (16, last)], 17, H, W)
+    _, ours = pipe.prepare_keyframe_latents(latents.clone(), condition, torch.device("cpu"))
     _, stock = super(KeyframePipeline, pipe).prepare_latents(first, 1, 4, H, W, 17, torch.float32,
                                                              torch.device("cpu"), None, latents.clone(), last)
     assert torch.equal(ours, stock)
@@ -131,6 +129,60 @@ def test_a_shot_with_no_picture_renders_from_text_with_an_empty_mask(engine, pla
     z = engine.pipe.vae.config.z_dim
     assert float(seen[0][0, z:z + 4].abs().sum()) == 0.0
     assert out.frames.shape == (9, H, W, 3) and out.frames.dtype == np.uint8
+
+
+def noise_for(engine, seg) -> torch.Tensor:
+    """The starting noise `render` draws for a segment, and the sampler it sets up."""
+    engine.pipe.scheduler = UniPCMultistepScheduler.from_config(engine.pipe.scheduler.config, flow_shift=seg.shift)
+    shape = (1, engine.pipe.vae.config.z_dim, (seg.frames - 1) // 4 + 1, seg.height // 8, seg.width // 8)
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seg.seed), dtype=torch.float32)
+
+
+def test_the_keyframe_pipeline_takes_its_condition_as_an_argument_and_keeps_none(engine, plan):
+    seg = plan.segment("c.0")
+    rendered = engine.render(seg, pictures(plan, seg))
+    conditions = engine.conditions(seg, pictures(plan, seg))
+    call = dict(condition=conditions.condition, prompt_embeds=conditions.prompt, image_embeds=conditions.image,
+                num_inference_steps=seg.steps, guidance_scale=seg.guidance)
+    latents = engine.pipe(latents=noise_for(engine, seg), **call)
+    # render is exactly this call: the same conditions, as arguments
+    assert torch.equal(latents, torch.from_numpy(rendered.latents))
+    assert "condition" not in vars(engine.pipe)            # nothing is left on the pipeline between calls
+    with pytest.raises(ValueError, match="condition"):
+        engine.pipe(latents=noise_for(engine, seg), **{**call, "condition": conditions.condition[:, :, :2]})
+    with pytest.raises(TypeError):
+        engine.pipe(latents=noise_for(engine, seg), **{k: v for k, v in call.items() if k != "condition"})
+
+
+def test_the_keyframe_denoising_loop_is_stock_diffusers_i2v_step_for_step(engine, plan, monkeypatch):
+    """Given the same condition, KeyframePipeline denoises exactly as WanImageToVideoPipeline does (both
+    passes of guidance included): only where the condition comes from differs."""
+    seg = plan.segment("d.0")
+    assert seg.guidance > 1
+    conditions = engine.conditions(seg, {})
+    ours = engine.pipe(latents=noise_for(engine, seg), condition=conditions.condition, prompt_embeds=conditions.prompt,
+                       negative_prompt_embeds=conditions.negative, image_embeds=conditions.image,
+                       num_inference_steps=seg.steps, guidance_scale=seg.guidance)
+    noise = noise_for(engine, seg)
+    monkeypatch.setattr(engine.pipe, "prepare_latents", lambda *a, **k: (noise, conditions.condition))
+    monkeypatch.setattr(engine.pipe, "check_inputs", lambda *a, **k: None)   # it refuses image and image_embeds
+    stock = WanImageToVideoPipeline.__call__(
+        engine.pipe, image=Image.new("RGB", (W, H)), prompt_embeds=conditions.prompt,
+        negative_prompt_embeds=conditions.negative, image_embeds=conditions.image, height=H, width=W,
+        num_frames=seg.frames, num_inference_steps=seg.steps, guidance_scale=seg.guidance, latents=noise,
+        output_type="latent").frames
+    assert torch.equal(ours, stock)
+
+
+def test_rendered_latents_are_the_denoised_latents_the_frames_are_decoded_from(engine, plan):
+    seg = plan.segment("c.0")
+    out = engine.render(seg, pictures(plan, seg))
+    z, t, s = engine.pipe.vae.config.z_dim, engine.pipe.vae_scale_factor_temporal, engine.pipe.vae_scale_factor_spatial
+    assert out.latents.shape == (1, z, (seg.frames - 1) // t + 1, H // s, W // s) == (1, 4, 5, 8, 8)
+    assert out.latents.dtype == np.float32 and isinstance(out.latents, np.ndarray)
+    decoded = (np.clip(engine.decode(torch.from_numpy(out.latents)), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    assert np.array_equal(decoded, out.frames)
+    assert not np.array_equal(out.latents, noise_for(engine, seg).numpy())    # denoised, not the noise
 
 
 # ---------------------------------------------------------------- character bank
@@ -225,16 +277,7 @@ def test_vae_tiling_switches_on_from_the_preset_size(engine):
     assert not engine.pipe.vae.use_tiling
 
 
-# ---------------------------------------------------------------- the tiny model itself
-
-
-def test_the_tiny_model_builds_byte_identically(tmp_path):
-    a, b = tiny.build(tmp_path / "a"), tiny.build(tmp_path / "b")
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert Path("transformer/diffusion_pytorch_model.safetensors") in files
-    for rel in files:
-        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    assert sum((a / rel).stat().st_size for rel in files) < 2_000_000
+# ---------------------------------------------------------------- two experts
 
 
 def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga_cache, tmp_path):
@@ -242,7 +285,7 @@ def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga
     from diffusers import WanTransformer3DModel
     from safetensors.torch import save_file
 
-    from tests.engine.test_single_file import wan_state_dict
+    from tests.engine.wan.test_weights import wan_state_dict
 
     base = tiny.ensure(sakuga_cache / "models" / "wan-tiny-v2")
     for name, seed in (("high.safetensors", 1), ("low.safetensors", 2)):
@@ -267,14 +310,3 @@ def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga
     high = int((timesteps >= 0.9 * engine.pipe.scheduler.config.num_train_timesteps).sum())
     assert 0 < high < seg.steps
     assert calls == {"high": high, "low": seg.steps - high}
-
-
-def test_build_tiny_writes_a_loadable_pipeline_and_refuses_a_full_folder(tmp_path, sakuga):
-    from diffusers import WanImageToVideoPipeline
-
-    result = sakuga("models", "build-tiny", tmp_path / "tiny")
-    assert result.exit_code == 0, result.stderr
-    pipe = WanImageToVideoPipeline.from_pretrained(tmp_path / "tiny", local_files_only=True)
-    assert pipe.transformer.config.image_dim is not None and pipe.vae.config.z_dim == 4
-    again = sakuga("models", "build-tiny", tmp_path / "tiny")
-    assert again.exit_code == 2 and f"{tmp_path / 'tiny'}:1:1: error:" in again.stderr

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine import tiny
-from engine.weights import load_transformer
+from engine.wan import tiny
+from engine.wan.weights import load_transformer
 
 # diffusers' `convert_wan_transformer_to_diffusers` renames original Wan keys with an ordered list of
 # str.replace rules; this is that list inverted (diffusers name -> Wan name) and applied in reverse order.

@@ -8,9 +8,12 @@ on GPUs asks for it; CPU tests exercise diffusers' path instead.
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 _STATE: dict = {}     # the installed layout and xfuser's attention module
 
@@ -50,6 +53,7 @@ def install(layout) -> None:
         initialize_model_parallel(sequence_parallel_degree=layout.world, ring_degree=layout.ring,
                                   ulysses_degree=layout.ulysses)
         _STATE.update(layout=layout, attention=xFuserLongContextAttention(attn_type=AttnType.FA))
+        logger.debug("xfuser sequence-parallel groups: ulysses %d x ring %d", layout.ulysses, layout.ring)
     if "native" not in _STATE:
         registry = ad._AttentionBackendRegistry
         native = _STATE["native"] = registry._backends[ad.AttentionBackendName.NATIVE]

@@ -8,6 +8,7 @@ pictures it makes are noise-like; tests use it for shapes, conditioning, determi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from pathlib import Path
 
 TINY_VERSION = 2            # bump when the architecture below changes: cached builds are keyed by it
 TEXT_TOKENS = 512           # Wan's attention processor assumes 512 text tokens
+logger = logging.getLogger(__name__)
+
 VOCAB = ["<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(61)]
 
 
@@ -36,7 +39,7 @@ def build_pipeline(seed: int = 0, heads: int = 4):
     24 attention channels (Ulysses parallelism splits heads: a degree-4 test needs 4)."""
     import torch
 
-    from . import logs  # noqa: F401  (before diffusers and transformers: no notices, no progress bars)
+    from .. import logs  # noqa: F401  (before diffusers and transformers: no notices, no progress bars)
     from diffusers import (
         AutoencoderKLWan,
         UniPCMultistepScheduler,
@@ -94,6 +97,7 @@ def ensure(target: Path, seed: int = 0) -> Path:
     if (target / "sakuga-tiny.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    logger.debug("building the tiny Wan model at %s", target)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
     try:
         build(scratch, seed)

@@ -7,11 +7,14 @@ nothing touches the Hugging Face hub.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from diffusers import WanTransformer3DModel
+
+logger = logging.getLogger(__name__)
 
 
 def load_transformer(checkpoint: Path, config_dir: Path, dtype) -> WanTransformer3DModel:
@@ -39,4 +42,5 @@ def load_transformer(checkpoint: Path, config_dir: Path, dtype) -> WanTransforme
         stored = len(list(f.keys()))
     if stored != len(model.state_dict()):
         raise ValueError(f"{checkpoint}: {stored} tensors, but the transformer uses {len(model.state_dict())}")
+    logger.debug("loaded %d transformer tensors from %s", stored, checkpoint)
     return model

@@ -1,0 +1,10 @@
+"""The Wan / AniSora engine through diffusers.
+
+- `engine.py`: `WanEngine`, one segment top to bottom (fit, encode, condition, denoise, decode, measure).
+- `keyframe_pipeline.py`: `KeyframePipeline`, Wan image-to-video with condition pictures at any frame.
+- `similarity.py`: character similarity, the QC figure that needs the model's image encoder.
+- `options.py`: a `wan` preset's `options:` and where its weights are (no torch, no diffusers).
+- `weights.py`: AniSora's Wan-format single-file transformers. `tiny.py`: the tiny random-weight model.
+
+This file imports nothing, so `engine.wan.options` stays free of torch.
+"""

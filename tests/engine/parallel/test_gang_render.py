@@ -1,0 +1,82 @@
+"""A Wan segment rendered by a gang of two processes (a gloo torch.distributed group, no Ray): rank 0
+returns the frames and the latents, the other rank None, and the latents are one process's."""
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+
+from engine.wan.engine import WanEngine
+from storyboard.load import load
+from storyboard.plan import build_plan
+from storyboard.presets import load_preset
+from tests.conftest import make_storyboard
+
+STORYBOARD = """\
+sakuga: 1
+title: Gang
+model: wan-tiny
+output: {width: 64, height: 64, fps: 16}
+scenes:
+  - id: roof
+    shots:
+      - {id: c, frames: 17, prompt: a door, start: red.png, keyframes: [{image: blue.png, at: 0.5}]}
+"""
+
+
+def member(rank: int, world: int, port: int, segment, images, results) -> None:
+    """One rank of the gang: join the group, render the segment together, report what it returned."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        out = WanEngine(load_preset("wan-tiny")).render(segment, images, ranks=world)
+        results.put((rank, None if out is None else (out.latents, out.frames)))
+    except BaseException as e:      # the parent fails the test with it instead of waiting
+        results.put((rank, e))
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(300)
+def test_a_gang_of_two_returns_one_process_latents_on_rank_0(tmp_path):
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        Image.new("RGB", (80, 60), colour).save(tmp_path / f"{name}.png")
+    plan = build_plan(load(make_storyboard(tmp_path, STORYBOARD)))
+    segment = plan.segment("c.0")
+    images = {c.image: np.asarray(Image.open(plan.assets[c.image.ref]).convert("RGB")) for c in segment.conditions}
+    alone = WanEngine(load_preset("wan-tiny")).render(segment, images)    # also builds the tiny model once
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    port = free_port()
+    ranks = [ctx.Process(target=member, args=(r, 2, port, segment, images, results)) for r in range(2)]
+    for p in ranks:
+        p.start()
+    try:
+        got = dict(results.get(timeout=240) for _ in ranks)
+    finally:
+        for p in ranks:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    for rank, value in got.items():
+        assert not isinstance(value, BaseException), f"rank {rank}: {value!r}"
+    assert got[1] is None
+    latents, frames = got[0]
+    assert latents.shape == alone.latents.shape and latents.dtype == np.float32
+    assert np.abs(latents - alone.latents).max() <= 1e-5
+    assert frames.shape == alone.frames.shape
+    assert np.abs(frames.astype(int) - alone.frames.astype(int)).max() <= 1

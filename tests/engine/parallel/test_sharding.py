@@ -1,0 +1,53 @@
+"""Sequence-parallel attention through the real gang path: Ray actors in a placement group, a gloo
+torch.distributed group, diffusers' context parallelism with the CPU log-sum-exp attention
+(`sakuga selftest sp`, which runs `engine.parallel.selftest` sharded by `engine.parallel.sharding`)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def selftest(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from farm.cli import main; main()", "selftest", "sp", *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.mark.parametrize("world, ulysses, ring", [(2, 2, 1), (2, 1, 2), (4, 2, 2), (4, 4, 1)])
+def test_a_sharded_transformer_matches_one_process(world, ulysses, ring):
+    result = selftest("--world", str(world), "--ulysses", str(ulysses), "--ring", str(ring))
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("max_abs_err=")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert float(last.split("=")[1]) <= 1e-5
+
+
+@pytest.mark.parametrize("world, ulysses, ring", [(2, 1, 2), (4, 4, 1)])
+def test_token_counts_that_do_not_divide_by_the_gang_are_padded_and_trimmed(world, ulysses, ring):
+    result = selftest("--world", str(world), "--ulysses", str(ulysses), "--ring", str(ring), "--latent", "5x10x6")
+    assert "75 tokens (uneven shares, padded)" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert float(result.stdout.strip().splitlines()[-1].split("=")[1]) <= 1e-5
+
+
+def test_the_selftest_fails_when_the_difference_is_over_tolerance():
+    # ring attention merges blocks in another order than one softmax: never bit-identical
+    result = selftest("--world", "2", "--ulysses", "1", "--ring", "2", "--tolerance", "0")
+    assert result.returncode == 1
+    assert float(result.stdout.strip().splitlines()[-1].split("=")[1]) > 0
+
+
+def test_degrees_that_do_not_multiply_to_the_world_are_refused():
+    result = selftest("--world", "3", "--ulysses", "2", "--ring", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--ulysses 2 x --ring 1 = 2, not --world 3" in result.stderr
+
+
+def test_a_hybrid_selftest_with_an_uneven_token_count_is_refused():
+    result = selftest("--world", "4", "--ulysses", "2", "--ring", "2", "--latent", "5x10x6")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "75 tokens do not divide by 4" in result.stderr

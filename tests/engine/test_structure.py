@@ -1,0 +1,124 @@
+"""The shape of the engine package, read from its source (AST, nothing imported): no import cycles
+between its modules, no Ray, modules and functions of a readable size, light modules kept light."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "engine"
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "# long:"      # a comment inside a longer function that says why it is one piece
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every engine module `name` imports, at the top or inside a function, plus the packages whose
+    `__init__` importing them runs (an import of `engine.wan.tiny` runs `engine` and `engine.wan`)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            targets.add(base)
+            targets.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known)
+    own = name.split(".")
+    targets.update(".".join(own[:i]) for i in range(1, len(own)))      # its own packages run first
+    closed = set()
+    for target in targets:
+        parts = target.split(".")
+        closed.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {t for t in closed if t in known and t != name}
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imported(name, path, set(found)) for name, path in found.items()}
+
+
+def cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(edges):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_import_checker_finds_a_cycle_and_resolves_relative_imports():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set()}) is None
+    edges = graph()
+    wan = {"engine.wan.tiny", "engine.wan.options", "engine.parallel.sharding", "engine.base", "engine.wan.weights"}
+    assert wan <= edges["engine.wan.engine"]                       # `engine.wan.weights`: imported lazily
+    assert "engine.logs" in edges["engine.wan.tiny"]               # `from .. import logs`
+    assert "engine.wan" in edges["engine.parallel.selftest"]       # the package whose __init__ runs first
+
+
+def test_no_two_engine_modules_import_each_other_even_lazily():
+    edges = graph()
+    assert len(edges) > 20 and "engine.wan" in edges and "engine.parallel" in edges
+    assert cycle(edges) is None, " -> ".join(cycle(edges))
+
+
+def test_the_engine_never_imports_ray():
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not any(n == "ray" or n.startswith("ray.") for n in names), f"{name} imports {names}"
+
+
+def test_modules_and_functions_stay_readable_sizes():
+    for name, path in modules().items():
+        text = path.read_text()
+        assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{name}: {len(text.splitlines())} lines"
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                body = "\n".join(lines[node.lineno - 1:node.end_lineno])
+                assert length <= MAX_FUNCTION_LINES or LONG_REASON in body, \
+                    f"{name}.{node.name}: {length} lines and no '{LONG_REASON} why' comment"
+
+
+def test_option_and_layout_modules_load_without_torch_or_diffusers():
+    """The command line checks presets and plans gangs before loading any model."""
+    light = ["engine.base", "engine.registry", "engine.options", "engine.wan.options", "engine.parallel.layout",
+             "engine.wan.similarity", "engine.qc", "engine.fit", "engine.bank"]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in light)
+            + "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'ray') if m in sys.modules)\n"
+            + "print(heavy)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
