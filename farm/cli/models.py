@@ -29,7 +29,7 @@ def models_list() -> None:
 def _weights_state(preset) -> str:
     if preset.engine != "wan":
         return "none needed"
-    from engine.wan_options import expand, missing_weights, options, weight_paths
+    from engine.wan.options import expand, missing_weights, options, weight_paths
 
     opts = options(preset)
     missing = missing_weights(preset)
@@ -45,7 +45,7 @@ def models_build_tiny(directory: Annotated[Path, typer.Argument(help="Folder to 
     """Build the tiny random-weight Wan I2V pipeline (diffusers layout) offline, deterministically."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InputError.single(directory, "build-tiny writes a new folder: this one exists and is not empty")
-    from engine import tiny
+    from engine.wan import tiny
 
     tiny.ensure(directory.resolve())
     typer.echo(str(directory))

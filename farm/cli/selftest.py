@@ -2,7 +2,6 @@
 process."""
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -42,7 +41,7 @@ def selftest_sp(
     if backend not in ("diffusers", "xfuser"):
         raise InputError.single("--backend", f"{backend!r} is not diffusers or xfuser")
     if backend == "xfuser":
-        from engine.xfuser_sp import unavailable
+        from engine.parallel.xfuser_sp import unavailable
 
         why = unavailable()
         if why:
@@ -51,21 +50,13 @@ def selftest_sp(
         raise InputError.single("--latent", f"{tokens} tokens do not divide by {world}: uneven shares need pure "
                                             "Ulysses or pure ring (diffusers pads those, not both at once)")
     import numpy as np
-    import ray
 
-    from engine import sp
-    from farm.workers.connect import connect
-    from farm.workers.pool import WorkerPool
+    from engine.parallel.selftest import forward, selftest_case
+    from farm.workers.selftest import sharded_forward
 
-    transformer, inputs = sp.selftest_case(ulysses, 0, size)
-    reference = sp.forward(transformer, inputs).numpy()
-    connect(world)
-    pool = WorkerPool(world, threads=max(1, (os.cpu_count() or 1) // world))
-    try:
-        members = pool.gang(pool.slots)
-        out = ray.get([s.actor.sp_selftest.remote(spec, ulysses, ring, 0, size, backend) for s, spec in members])[0]
-    finally:
-        pool.shutdown()
+    transformer, inputs = selftest_case(ulysses, 0, size)
+    reference = forward(transformer, inputs).numpy()
+    out = sharded_forward(world, ulysses, ring, size, backend)
     err = float(np.abs(out - reference).max())
     typer.echo(f"world {world} = ulysses {ulysses} x ring {ring}, {tokens} tokens"
                f"{' (uneven shares, padded)' if tokens % world else ''}; output {tuple(out.shape)}")

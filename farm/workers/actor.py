@@ -15,7 +15,7 @@ import numpy as np
 import ray
 
 from engine.bank import CharacterBank
-from engine.base import check, create
+from engine.registry import check, create
 from engine.qc import flicker
 from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Segment
@@ -97,18 +97,20 @@ class SegmentWorker:
         rendered_at = time.time()
         metrics = {"flicker": flicker(frames), **rendered.metrics}
         mp4 = encode_mp4_bytes(frames, segment.fps, segment.width, segment.height)
-        latents = getattr(rendered, "latents", None) if keep_latents else None
+        latents = rendered.latents if keep_latents else None
         return SegmentResult(mp4, png_bytes(rendered.last_frame), metrics, started, rendered_at - started,
                              time.time() - rendered_at, self.name, node, resident, latents)
 
     def sp_selftest(self, gang: GangSpec, ulysses: int, ring: int, seed: int,
                     size: tuple[int, int, int], backend: str = "diffusers") -> np.ndarray | None:
         """The tiny Wan transformer's output with its attention sharded over the gang (rank 0 returns it)."""
-        from engine import sp
+        from engine.parallel.layout import Layout, tokens
+        from engine.parallel.selftest import forward, selftest_case
+        from engine.parallel.sharding import enable
 
         self.membership.ensure(gang)
-        transformer, inputs = sp.selftest_case(ulysses, seed, size)
-        uneven = sp.tokens(transformer, inputs["hidden_states"].shape) % gang.world != 0
-        sp.enable(transformer, sp.Layout(ulysses, ring, uneven), backend)
-        out = sp.forward(transformer, inputs)
+        transformer, inputs = selftest_case(ulysses, seed, size)
+        uneven = tokens(transformer, inputs["hidden_states"].shape) % gang.world != 0
+        enable(transformer, Layout(ulysses, ring, uneven), backend)
+        out = forward(transformer, inputs)
         return out.numpy() if gang.rank == 0 else None

@@ -84,7 +84,7 @@ def oom_errors() -> tuple[type[BaseException], ...]:
 
 def check_presets(presets) -> None:
     """Can this machine load every preset (weights present, options valid)? All problems at once."""
-    from engine.base import check
+    from engine.registry import check
     from storyboard.errors import InputError
 
     problems = []

@@ -57,7 +57,7 @@ class Membership:
     def leave(self) -> None:
         import torch.distributed as dist
 
-        from engine import xfuser_sp
+        from engine.parallel import xfuser_sp
 
         xfuser_sp.reset()   # its subgroups live inside the group being left
         if dist.is_initialized():

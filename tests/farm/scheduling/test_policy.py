@@ -11,7 +11,7 @@ import pytest
 from farm.scheduling.policy import POLICIES, Cluster, Moldable, Running, Task, View, policy
 from farm.scheduling.sim import Workload, check_schedule, lower_bound, simulate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench"))
 import workloads  # noqa: E402
 

@@ -23,7 +23,7 @@ from farm.media.decode import probe
 from storyboard.load import load
 from storyboard.plan import build_plan
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 STORYBOARD = """\
 sakuga: 1

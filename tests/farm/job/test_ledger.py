@@ -12,7 +12,7 @@ import pytest
 
 from farm.job.ledger import Ledger, LedgerError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def seg(id: str, hash: str = "h", deps: tuple[str, ...] = ()) -> dict:

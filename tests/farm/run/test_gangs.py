@@ -11,17 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 import yaml
 
 from farm.run.loop import FarmLoop
 from farm.workers.pool import WorkerPool
 from farm.job.job import Job
 from farm.job.ledger import Ledger
-from farm.media.decode import read_frames
+from engine.registry import create
+from farm.api.embedded import render
+from farm.media.decode import read_frames, read_png
 from storyboard.load import load
 from storyboard.plan import build_plan
+from storyboard.presets import load_preset
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 LONG_TAKE = """\
 sakuga: 1
@@ -61,21 +65,70 @@ def frames(path: Path) -> np.ndarray:
     return np.stack(list(read_frames(path)))
 
 
-def test_a_long_shot_at_degree_4_gives_the_frames_of_one_gpu(ray_cluster, tmp_path, sakuga, monkeypatch):
+def swap_shards(latents: np.ndarray, world: int = 4) -> np.ndarray:
+    """The latents as a gang that gathered its ranks' token shards in the wrong order would leave them:
+    the transformer's tokens (1×2×2 patches in frame, row, column order) cut into `world` contiguous
+    shards, as Ulysses splits them, with shards 1 and 2 swapped."""
+    _, c, f, h, w = latents.shape
+    tokens = latents.reshape(c, f, h // 2, 2, w // 2, 2).transpose(1, 2, 4, 0, 3, 5).reshape(-1, c, 2, 2)
+    shards = np.array_split(tokens, world)
+    shards[1], shards[2] = shards[2], shards[1]
+    return (np.concatenate(shards).reshape(f, h // 2, w // 2, c, 2, 2).transpose(3, 0, 1, 4, 2, 5)
+            .reshape(1, c, f, h, w))
+
+
+# Bounds, from what float noise does and what a wrong computation does (docs/scaling.md):
+# - latents: the selftest's sharded forward is within 1e-5 of one process (fp32, values of order 1);
+#   over the tiny preset's denoising steps that noise is carried, not amplified (each UniPC update
+#   mixes a few model outputs with weights below 1), so 1e-4 absolute holds it with margin. A wrong
+#   shard order moves whole token blocks: differences of the order of the latents themselves (~1;
+#   measured: mean 0.58, worst 5.9). On a 2-core Xeon the gang's latents equal one GPU's exactly.
+LATENT_ATOL = 1e-4
+# - decoded frames (uint8 after H.264): float noise flips a few values by a level or two where a value
+#   sits on a rounding edge (measured on an AMD EPYC: 1.5% of values, mean 0.04 level, worst 17 where
+#   the codec's decisions cascade). Mean difference at most 0.5 level and PSNR at least 40 dB hold that
+#   ten times over (a Xeon shows the same: mean 0.039, worst 17, with bit-equal latents, so the noise
+#   is in decoding and encoding, not the gang). Shards 1 and 2 swapped decode to mean 3.6 levels,
+#   PSNR 32.7 dB; frames shifted by one, mean 10.5, PSNR 25 dB: both fail.
+FRAME_MEAN = 0.5
+FRAME_PSNR = 40.0
+
+
+def frames_agree(a: np.ndarray, b: np.ndarray) -> bool:
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    mse = float((diff.astype(np.float64) ** 2).mean())
+    psnr = np.inf if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    return a.shape == b.shape and float(diff.mean()) <= FRAME_MEAN and psnr >= FRAME_PSNR
+
+
+def test_a_long_shot_at_degree_4_computes_what_one_gpu_computes(ray_cluster, tmp_path, monkeypatch):
     # threads change the float reduction order: give every worker one, as a GPU gives each rank its own
     monkeypatch.setenv("SAKUGA_WORKER_THREADS", "1")
-    (tmp_path / "long.yaml").write_text(LONG_TAKE)
+    plan = plan_of(tmp_path, LONG_TAKE)
     for gpus in (4, 1):
-        result = sakuga("render", tmp_path / "long.yaml", "--out", tmp_path / f"g{gpus}", "--gpus", gpus,
-                        "--no-cache", "--quiet")
-        assert result.exit_code == 0, result.stderr
+        outcome = render(plan, tmp_path / f"g{gpus}", gpus=gpus, show_progress=False, config={"keep_latents": True})
+        assert outcome.ok
     rows = {g: pq.read_table(tmp_path / f"g{g}" / "manifest.parquet").to_pylist()[0] for g in (4, 1)}
     assert (rows[4]["degree"], rows[1]["degree"]) == (4, 1)
     assert rows[4]["worker"] == "n0-gpu0+n0-gpu1+n0-gpu2+n0-gpu3"
     wide, single = (tmp_path / f"g{g}" / "segments" for g in (4, 1))
+
+    # where the gang's work is exact arithmetic up to float order: the denoised latents
+    latents = {g: np.load(tmp_path / f"g{g}" / "segments" / "long.0.latents.npy") for g in (4, 1)}
+    assert latents[4].shape == latents[1].shape == (1, 4, 21, 8, 8)
+    np.testing.assert_allclose(latents[4], latents[1], rtol=0, atol=LATENT_ATOL)
+    assert not np.allclose(swap_shards(latents[1]), latents[1], rtol=0, atol=LATENT_ATOL)   # the bound sees a misorder
+
+    # and what users see: the decoded frames and the lossless last frame
     assert frames(wide / "long.0.mp4").shape == (81, 64, 64, 3)
-    assert np.array_equal(frames(wide / "long.0.mp4"), frames(single / "long.0.mp4"))
-    assert (wide / "long.0.png").read_bytes() == (single / "long.0.png").read_bytes()   # lossless last frame
+    assert frames_agree(frames(wide / "long.0.mp4"), frames(single / "long.0.mp4"))
+    assert frames_agree(read_png((wide / "long.0.png").read_bytes()), read_png((single / "long.0.png").read_bytes()))
+    engine = create(load_preset("wan-tiny"))
+    good = (engine.decode(torch.from_numpy(latents[1])) * 255).round().astype(np.uint8)
+    bad = (engine.decode(torch.from_numpy(swap_shards(latents[1]))) * 255).round().astype(np.uint8)
+    assert frames_agree(good, good) and not frames_agree(bad, good)       # nor does the frame bound miss it
+    assert not frames_agree(good[1:], good[:-1])                          # or a frame out of place
+
     with Ledger(tmp_path / "g4" / "ledger.sqlite") as ledger:
         [attempt] = ledger.attempts(ledger.jobs()[-1]["id"])
     assert (attempt["status"], attempt["degree"]) == ("done", 4)

@@ -78,7 +78,7 @@ def test_tiny_wan_renders_through_ray_with_bank_and_metrics(ray_cluster, storybo
 def test_missing_weights_exit_2_naming_the_preset_and_path(tmp_path, monkeypatch, sakuga):
     presets = tmp_path / "presets"
     presets.mkdir()
-    text = (Path(__file__).resolve().parents[2] / "configs" / "models" / "anisora-v3.yaml").read_text()
+    text = (Path(__file__).resolve().parents[3] / "configs" / "models" / "anisora-v3.yaml").read_text()
     (presets / "anisora-v3.yaml").write_text(text)
     monkeypatch.setenv("SAKUGA_MODELS", str(presets))
     monkeypatch.setenv("SAKUGA_WAN21_I2V_720P", str(tmp_path / "nowhere" / "Wan2.1-I2V-14B-720P-Diffusers"))
@@ -129,7 +129,7 @@ def test_a_worker_evicts_the_least_recently_used_engine_when_memory_runs_out():
 def test_a_misspelt_engine_option_is_reported_on_its_preset_line(tmp_path, monkeypatch, sakuga):
     presets = tmp_path / "presets"
     presets.mkdir()
-    text = (Path(__file__).resolve().parents[2] / "configs" / "models" / "wan-tiny.yaml").read_text()
+    text = (Path(__file__).resolve().parents[3] / "configs" / "models" / "wan-tiny.yaml").read_text()
     (presets / "wan-tiny.yaml").write_text(text.replace("  identity_weight: 0.5", "  identity_wieght: 0.5"))
     monkeypatch.setenv("SAKUGA_MODELS", str(presets))
     (tmp_path / "sb.yaml").write_text("sakuga: 1\nmodel: wan-tiny\nscenes:\n  - id: s\n    shots:\n"

@@ -92,7 +92,7 @@ def test_chained_segment_starts_from_the_lossless_last_frame_of_its_parent(ray_c
 
 def test_pilot_example_renders_to_exactly_the_planned_cut(ray_cluster, tmp_path, sakuga):
     """What `make demo` does, through the CLI: the cut has the plan's frame count, size and fps."""
-    pilot = Path(__file__).resolve().parents[2] / "examples" / "pilot" / "storyboard.yaml"
+    pilot = Path(__file__).resolve().parents[3] / "examples" / "pilot" / "storyboard.yaml"
     plan = build_plan(load(pilot))
     result = sakuga("render", pilot, "--out", tmp_path / "demo", "--gpus", "2", "--quiet")
     assert result.exit_code == 0, result.stderr

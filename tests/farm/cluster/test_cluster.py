@@ -19,7 +19,7 @@ import yaml
 from farm.job.ledger import Ledger
 from farm.media.decode import probe
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 
 STORYBOARD = """\
