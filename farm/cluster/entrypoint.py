@@ -2,6 +2,7 @@
 prints its progress (what `sakuga logs` shows) until the job is delivered, failed or cancelled."""
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import sys
@@ -14,6 +15,8 @@ from farm.workers.connect import check_cluster, connect
 from storyboard.plan import Plan
 
 from .remote import ServiceFarm
+
+logger = logging.getLogger(__name__)   # the job's log: what `sakuga logs` shows
 
 FINAL = {"done", "failed", "cancelled"}
 
@@ -33,27 +36,27 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
     config = {"source": str(file), "engine": model, "priority": priority, "submitted": True,
               "deliver": sorted(deliver)}
     state = farm.submit(JobRequest(plan, folder, priority, config, assets, job_id))
-    print(f"{job_id}: queued with priority {priority}, {state.segments} segments "
-          f"({state.reused} reused), output {folder}", flush=True)
+    logger.info("%s: queued with priority %d, %d segments (%d reused), output %s", job_id, priority,
+                state.segments, state.reused, folder)
 
     def stop(signum, frame):   # `sakuga cancel` (Ray's stop_job) sends SIGTERM
         farm.cancel(job_id)
-        print(f"{job_id}: cancelled", flush=True)
+        logger.info("%s: cancelled", job_id)
         sys.exit(1)
 
     signal.signal(signal.SIGTERM, stop)
     seen = 0
     while True:
         for line in farm.lines(job_id, seen):
-            print(line, flush=True)
+            logger.info("%s", line)
             seen += 1
         state = farm.job(job_id).summary
         if state.state in FINAL:
             break
         time.sleep(1.0)
     for line in farm.lines(job_id, seen):
-        print(line, flush=True)
-    print(f"{job_id}: {state.state} — {state.done}/{state.segments} segments"
-          + (f", failed shots: {', '.join(state.failed_shots)}" if state.failed_shots else "")
-          + (f"; episode {state.episode}" if state.episode else ""), flush=True)
+        logger.info("%s", line)
+    logger.info("%s: %s — %d/%d segments%s%s", job_id, state.state, state.done, state.segments,
+                f", failed shots: {', '.join(state.failed_shots)}" if state.failed_shots else "",
+                f"; episode {state.episode}" if state.episode else "")
     return 0 if state.state == "done" else 1

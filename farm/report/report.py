@@ -33,7 +33,7 @@ from storyboard.errors import InputError
 from farm.report import charts
 from farm.job.events import JobEvent
 from farm.job.folder import JobFolder
-from farm.job.ledger import Ledger, LedgerError
+from farm.job.recorded import last_job
 from farm.job.publish import atomic_path
 from farm.media.decode import read_frames
 
@@ -122,15 +122,10 @@ def _load(folder: JobFolder) -> dict:
         rows = pq.read_table(files["manifest.parquet"]).to_pylist()
     except Exception as e:   # noqa: BLE001 (pyarrow raises several kinds for a damaged file)
         raise InputError.single(files["manifest.parquet"], f"unreadable manifest ({e})") from None
-    try:
-        with Ledger(files["ledger.sqlite"]) as ledger:
-            jobs = ledger.jobs()
-            job = jobs[-1] if jobs else None
-            attempts = ledger.attempts(job["id"]) if job else []
-    except LedgerError as e:
-        raise InputError.single(files["ledger.sqlite"], str(e)) from None
-    if job is None:
-        raise InputError.single(files["ledger.sqlite"], "the ledger records no render")
+    recorded = last_job(folder)
+    if recorded is None:
+        raise InputError.single(folder.ledger, "the ledger records no render")
+    job, attempts = recorded.job, recorded.attempts
     for r in rows:
         r["metrics"] = dict(r.get("metrics") or [])
         r.setdefault("origin", None)   # manifests before the column; the ledger's record holds it too

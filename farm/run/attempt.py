@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from farm.job.job import Job
 from farm.job.results import SegmentResult
 from farm.workers.slots import Call, Slot
 from storyboard.plan import Segment
 
+from .protocols import RunnableJob
+
 
 @dataclass
 class Attempt:
-    job: Job
+    job: RunnableJob
     seg: Segment
     slots: list[Slot]
     n: int

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.bank import CharacterBank
-from farm.job.job import Job
 from farm.job.publish import atomic_path
 from farm.workers.slots import Pool
+
+from .protocols import RunnableJob
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def read_bank(path: Path) -> CharacterBank:
         return CharacterBank()
 
 
-def build_banks(job: Job, pool: Pool) -> dict[str, Any]:
+def build_banks(job: RunnableJob, pool: Pool) -> dict[str, Any]:
     """The job's bank per preset name (a handle shared with the workers), for the presets whose
     unfinished segments show characters; writes the job's `characters.parquet`."""
     bank = read_bank(job.folder.characters)

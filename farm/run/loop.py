@@ -2,10 +2,11 @@
 
 Each round it shows the policy what is ready, what is running and which GPUs are free, starts what
 the policy picks, then waits for a result or a deadline. It asks the jobs and tells them what
-happened (`Job.start_attempt`, `end_attempt`, `publish`, `fail`, `finish`); the jobs own their state
-and write their ledgers. A worker that dies or hangs past the segment's timeout is replaced and the
+happened (`start_attempt`, `end_attempt`, `publish`, `fail`, `finish`); the jobs own their state and
+write their ledgers. A worker that dies or hangs past the segment's timeout is replaced and the
 segment retried elsewhere (at most three attempts); an out-of-memory attempt is retried wider or with
-offload. The pool is a protocol (`farm.workers.slots.Pool`), so the loop runs without Ray in tests.
+offload. Both sides are protocols (`RunnableJob`, `farm.workers.slots.Pool`), so the loop runs
+without Ray in tests.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from collections.abc import Callable
 from farm.delivery.deliver import deliver
 from farm.job.cache import SegmentCache
 from farm.job.events import JobObserver
-from farm.job.job import Job
 from farm.job.results import SegmentResult
 from farm.report.report import write_report_on_finish
 from farm.scheduling.policy import DEFAULT, Cluster, Policy, Running, View, policy
@@ -26,13 +26,14 @@ from storyboard.plan import Segment
 from .attempt import Attempt
 from .banks import build_banks
 from .placement import Placement
+from .protocols import RunnableJob
 
 logger = logging.getLogger(__name__)
 
 
 class FarmLoop:
     def __init__(self, pool: Pool, *, scheduler: Policy | None = None, cache: SegmentCache | None = None,
-                 offload: bool = False, deliver: Callable[[Job], object] = deliver,
+                 offload: bool = False, deliver: Callable[[RunnableJob], object] = deliver,
                  observers: tuple[JobObserver, ...] = (write_report_on_finish,)):
         self.pool = pool
         self.policy = scheduler or policy(DEFAULT)
@@ -40,7 +41,7 @@ class FarmLoop:
         self.deliver = deliver
         self.observers = observers        # told about every job's events (the report, once delivered)
         self.placement = Placement(pool, offload)
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, RunnableJob] = {}
         self.running: dict[object, Attempt] = {}            # a member's call → its attempt
         self.banks: dict[tuple[str, str], object] = {}
         self.publishing: tuple[str, str] | None = None      # finished, being written out
@@ -53,7 +54,7 @@ class FarmLoop:
 
     # -- jobs -----------------------------------------------------------------------------------------
 
-    def add(self, job: Job) -> None:
+    def add(self, job: RunnableJob) -> None:
         """Open `job` (what is published, what the cache has) and queue the rest."""
         for observer in self.observers:
             job.observe(observer)
@@ -103,7 +104,7 @@ class FarmLoop:
     def _attempts(self) -> list[Attempt]:
         return list({id(a): a for a in self.running.values()}.values())
 
-    def _running_for(self, job: Job) -> list[Attempt]:
+    def _running_for(self, job: RunnableJob) -> list[Attempt]:
         return [a for a in self._attempts() if a.job is job]
 
     def _schedule(self) -> None:
@@ -132,7 +133,7 @@ class FarmLoop:
                 taken.update(s.key for s in slots)
                 self._dispatch(job, seg, slots)
 
-    def _slots_for(self, job: Job, seg: Segment, start, taken: set) -> list[Slot]:
+    def _slots_for(self, job: RunnableJob, seg: Segment, start, taken: set) -> list[Slot]:
         if start.degree > 1:
             slots = [self.pool.slot(start.node, g) for g in start.gpus]
             return slots if self.placement.gang_free(job, slots, taken) else []
@@ -141,7 +142,7 @@ class FarmLoop:
             job.fail(seg, "every worker failed this job twice")
         return [slot] if slot else []
 
-    def _dispatch(self, job: Job, seg: Segment, slots: list[Slot]) -> None:
+    def _dispatch(self, job: RunnableJob, seg: Segment, slots: list[Slot]) -> None:
         try:
             images = job.images_for(seg)
         except (OSError, KeyError) as e:   # an input vanished since planning: no attempt can succeed
@@ -241,7 +242,7 @@ class FarmLoop:
             self.placement.blame(a.job, a.seg, culprit)
         a.job.end_attempt(a.seg, a.n, status, error)
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: RunnableJob) -> None:
         episode = None
         if not job.cancelling:
             job.stage("stitching")
