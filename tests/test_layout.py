@@ -1,5 +1,6 @@
-"""The shape of the engine package, read from its source (AST, nothing imported): no import cycles
-between its modules, no Ray, modules and functions of a readable size, light modules kept light."""
+"""The shape of the project, read from its source (AST, nothing imported): no import cycles between
+any two modules, Ray only in the farm's runtime rooms, torch nowhere in storyboard/, modules and
+functions of a readable size, light modules kept light."""
 from __future__ import annotations
 
 import ast
@@ -7,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "engine"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("storyboard", "engine", "farm")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 LONG_REASON = "# long:"      # a comment inside a longer function that says why it is one piece
@@ -20,11 +21,11 @@ def module_name(path: Path) -> str:
 
 
 def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
 
 
 def imported(name: str, path: Path, known: set[str]) -> set[str]:
-    """Every engine module `name` imports, at the top or inside a function, plus the packages whose
+    """Every project module `name` imports, at the top or inside a function, plus the packages whose
     `__init__` importing them runs (an import of `engine.wan.tiny` runs `engine` and `engine.wan`)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
@@ -85,18 +86,36 @@ def test_the_import_checker_finds_a_cycle_and_resolves_relative_imports():
     assert "engine.wan" in edges["engine.parallel.selftest"]       # the package whose __init__ runs first
 
 
-def test_no_two_engine_modules_import_each_other_even_lazily():
+def test_no_two_modules_import_each_other_even_lazily():
     edges = graph()
-    assert len(edges) > 20 and "engine.wan" in edges and "engine.parallel" in edges
+    assert len(edges) > 100 and {"engine.wan", "farm.run.loop", "storyboard.plan"} <= set(edges)
     assert cycle(edges) is None, " -> ".join(cycle(edges))
 
 
-def test_the_engine_never_imports_ray():
+def third_party(path: Path) -> set[str]:
+    """The top-level names of everything a module imports, lazily or not."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+# STYLE.md: only farm/ imports Ray, and inside it only the runtime rooms (the workers, the cluster)
+RAY_ROOMS = ("farm.workers.", "farm.cluster.")
+RAY_FREE_THERE = {"farm.workers.slots", "farm.cluster.errors"}   # what the loop and the CLI import
+
+
+def test_ray_is_imported_only_by_the_farm_runtime_and_torch_never_by_the_storyboard():
     for name, path in modules().items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
-            assert not any(n == "ray" or n.startswith("ray.") for n in names), f"{name} imports {names}"
+        used = third_party(path)
+        if "ray" in used:
+            assert name.startswith(RAY_ROOMS) and name not in RAY_FREE_THERE, f"{name} imports Ray"
+        if name.startswith("storyboard"):
+            assert not used & {"torch", "diffusers", "ray", "transformers"}, f"{name} imports {used}"
+    assert "ray" not in third_party(ROOT / "farm" / "run" / "loop.py")      # the loop is tested without Ray
 
 
 def test_modules_and_functions_stay_readable_sizes():
