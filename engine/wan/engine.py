@@ -249,13 +249,17 @@ class WanEngine:
             self.pipe.vae.disable_tiling()
 
 
+_INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 def fingerprint(module: torch.nn.Module) -> str:
-    """Identifies an encoder's weights (config and a checksum of every tensor), not its file path."""
+    """Identifies an encoder's weights (config, and every tensor's bits summed as integers), not its file
+    path. Integer sums, not float ones: a float sum depends on the order, so on the thread count, and
+    workers with other thread counts must agree on the id or their character banks would not be shared."""
     h = hashlib.sha256(json.dumps(getattr(module, "config", {}).to_dict() if hasattr(module, "config") else {},
                                   sort_keys=True, default=str).encode())
     with torch.no_grad():
         for name, p in module.state_dict().items():
-            h.update(name.encode())
-            h.update(np.float64(p.double().sum().item()).tobytes())
-            h.update(np.float64(p.double().abs().sum().item()).tobytes())
+            bits = p.detach().contiguous().view(_INT_OF_SIZE[p.element_size()])
+            h.update(f"{name}:{tuple(p.shape)}:{p.dtype}:{int(bits.sum(dtype=torch.int64))}".encode())
     return f"{type(module).__name__}-{h.hexdigest()[:16]}"

@@ -315,3 +315,23 @@ def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga
     high = int((timesteps >= 0.9 * engine.pipe.scheduler.config.num_train_timesteps).sum())
     assert 0 < high < seg.steps
     assert calls == {"high": high, "low": seg.steps - high}
+
+
+def test_an_encoder_fingerprint_ignores_the_thread_count_and_sees_a_single_changed_weight():
+    """Workers with other thread counts must give one encoder one id (or banks are not shared); a float
+    sum of 5M values changes with the thread count, the fingerprint's integer sums do not."""
+    from engine.wan.engine import fingerprint
+
+    layer = torch.nn.Linear(2500, 2000)
+    threads = torch.get_num_threads()
+    try:
+        ids = set()
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            ids.add(fingerprint(layer))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(ids) == 1
+    with torch.no_grad():
+        layer.weight[1234, 567] = torch.nextafter(layer.weight[1234, 567], torch.tensor(2.0))   # one ulp
+    assert fingerprint(layer) not in ids
