@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
-from .model import Shot, Storyboard
+from .model import MENTION, PREVIOUS, Shot, Storyboard, keyframe_frame
 from .presets import Preset, load_preset
-from .validate import MENTION, PREVIOUS, LoadedStoryboard, keyframe_frame
+from .validate import LoadedStoryboard
 
 HASH_VERSION = 1
 

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from .adapters.yamlsource import load_yaml
 from .errors import InputError
 from .model import PresetName, Sampling, Seed, Shot, Strict, half_up
 from .validate import problems_from_validation
-from .yamlsource import load_yaml
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 

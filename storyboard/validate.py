@@ -21,7 +21,17 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .document import Document, PathKey
 from .errors import InputError, Problem
-from .model import AssetPath, Character, Id, Output, Shot, Storyboard, half_up
+from .model import (
+    MENTION,
+    PREVIOUS,
+    AssetPath,
+    Character,
+    Id,
+    Output,
+    Shot,
+    Storyboard,
+    keyframe_frame,
+)
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -29,7 +39,6 @@ if TYPE_CHECKING:
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_SIDE = 8192
 MAX_AUDIO_BYTES = 512 * 1024 * 1024
-PREVIOUS = "previous"
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,6 @@ class LoadedStoryboard:
 
     def asset(self, written: str) -> Asset:
         return self.assets[written]
-
-
-def keyframe_frame(at: float, frames: int) -> int:
-    """The frame of a shot of `frames` frames that a keyframe at relative position `at` lands on."""
-    return half_up(at * (frames - 1))
 
 
 # ---------------------------------------------------------------- schema problems
@@ -469,10 +473,6 @@ class _Checker:
                 self.fail(p + ("id",), f"duplicate id `{ident}` (first used on line {line})")
             else:
                 seen[ident] = p
-
-
-# an @mention of a character in a prompt; not inside a word, so "name@example.com" is no mention
-MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]*)")
 
 
 def _decode_image(data: bytes) -> str | None:

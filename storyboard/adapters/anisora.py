@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .document import Document
-from .errors import InputError, Problem
+from ..document import Document
+from ..errors import InputError, Problem
 
 CLIP_FRAMES = 81          # AniSora's default clip length (5 s at 16 fps)
 _SCORE = re.compile(r"\s*(aesthetic|motion)\s+score\s*:\s*([0-9]+(?:\.[0-9]+)?)\s*\.?", re.IGNORECASE)
