@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .adapters import read_document
-from .validate import LoadedStoryboard, validate
+from .loaded import LoadedStoryboard
+from .validate import validate
 
 __all__ = ["load", "read_document"]
 

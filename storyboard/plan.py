@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
+from .loaded import LoadedStoryboard
 from .model import MENTION, PREVIOUS, Shot, Storyboard, keyframe_frame
 from .presets import Preset, load_preset
-from .validate import LoadedStoryboard
 
 HASH_VERSION = 1
 
