@@ -5,6 +5,7 @@ Limits on sizes and counts are part of the schema: input is never trusted.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -25,9 +26,20 @@ AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
+# the words every format, the validator and the planner share
+PREVIOUS = "previous"   # `start: previous`: continue from the previous shot's last frame
+# an @mention of a character in a prompt; not inside a word, so "name@example.com" is no mention
+MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]*)")
+
+
 def half_up(x: float) -> int:
     """Round halves up (Python's round() sends them to the even neighbour, which is hard to explain)."""
     return math.floor(x + 0.5)
+
+
+def keyframe_frame(at: float, frames: int) -> int:
+    """The frame of a shot of `frames` frames that a keyframe at relative position `at` lands on."""
+    return half_up(at * (frames - 1))
 
 
 class Strict(BaseModel):

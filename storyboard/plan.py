@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
-from .model import Shot, Storyboard
+from .loaded import LoadedStoryboard
+from .model import MENTION, PREVIOUS, Scene, Shot, Storyboard, keyframe_frame
 from .presets import Preset, load_preset
-from .validate import MENTION, PREVIOUS, LoadedStoryboard, keyframe_frame
 
 HASH_VERSION = 1
 
@@ -222,77 +222,97 @@ def _sampling(shot: Shot, sb: Storyboard, preset: Preset) -> dict:
 
 
 def build_plan(loaded: LoadedStoryboard) -> Plan:
-    sb, preset, fps = loaded.storyboard, loaded.preset, loaded.fps
-    width, height = sb.output.width, sb.output.height
-    # segments with no picture at all render with the preset's text-to-video companion, if it has one
-    text_preset = load_preset(preset.text_to_video) if preset.text_to_video else preset
-
-    def engine_options(p: Preset) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in p.options.items()))
-    base_seed = sb.defaults.seed if sb.defaults.seed is not None else preset.defaults.seed
-
-    def asset(written: str) -> ImageRef:
-        return ImageRef("asset", written, loaded.asset(written).sha256)
-
+    """The render plan of a validated storyboard: its shots, in cut order, compiled into segments."""
+    sb, preset = loaded.storyboard, loaded.preset
+    compiler = _ShotCompiler(loaded)
     segments: list[Segment] = []
     shots: list[ShotPlan] = []
-    previous_last: Segment | None = None
     for _, _, scene, shot in sb.shots():
+        # `start: previous` continues from the last segment so far (never on the first shot: validated)
+        shot_plan, shot_segments = compiler.compile(scene, shot, segments[-1] if segments else None)
+        shots.append(shot_plan)
+        segments += shot_segments
+    text_preset = compiler.text_preset
+    return Plan(
+        title=sb.title, model=preset.name, engine=preset.engine, width=compiler.width, height=compiler.height,
+        fps=loaded.fps, shots=tuple(shots), segments=tuple(segments),
+        assets={w: str(a.path) for w, a in loaded.assets.items()},
+        audio=str(loaded.asset(sb.audio).path) if sb.audio else None,
+        presets={p.name: p for p in (preset, text_preset) if any(s.model == p.name for s in segments)},
+    )
+
+
+def _engine_options(p: Preset) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in p.options.items()))
+
+
+class _ShotCompiler:
+    """Compiles one shot at a time into its segments; holds what every shot of the storyboard shares."""
+
+    def __init__(self, loaded: LoadedStoryboard):
+        self.loaded = loaded
+        self.sb, self.preset, self.fps = loaded.storyboard, loaded.preset, loaded.fps
+        self.width, self.height = self.sb.output.width, self.sb.output.height
+        # segments with no picture at all render with the preset's text-to-video companion, if it has one
+        self.text_preset = load_preset(self.preset.text_to_video) if self.preset.text_to_video else self.preset
+        defaults = self.sb.defaults
+        self.base_seed = defaults.seed if defaults.seed is not None else self.preset.defaults.seed
+
+    def asset(self, written: str) -> ImageRef:
+        return ImageRef("asset", written, self.loaded.asset(written).sha256)
+
+    def compile(self, scene: Scene, shot: Shot, previous: Segment | None) -> tuple[ShotPlan, list[Segment]]:
+        sb, preset, fps = self.sb, self.preset, self.fps
         sampling = _sampling(shot, sb, preset)
         # a character is in a shot when listed in `characters:` or mentioned as @id in its prompt
         cast = list(dict.fromkeys(shot.characters + [m for m in MENTION.findall(shot.prompt) if m in sb.characters]))
         prompt = compose_prompt(sb, preset, scene.description, shot, cast, sampling)
         characters = tuple(
             CharacterRef(cid, sb.characters[cid].name, sb.characters[cid].description,
-                         tuple(asset(r) for r in sb.characters[cid].refs))
+                         tuple(self.asset(r) for r in sb.characters[cid].refs))
             for cid in cast)
         total = preset.shot_frames(shot, fps)
-        sizes = split_frames(total, preset)
         # keyframe positions in shot frames; a frame shared by two segments belongs to the earlier one
-        keyed = [(keyframe_frame(kf.at, total), asset(kf.image)) for kf in shot.keyframes]
-        ids: list[str] = []
+        keyed = [(keyframe_frame(kf.at, total), self.asset(kf.image)) for kf in shot.keyframes]
+        segments: list[Segment] = []
         first = 0
-        for index, size in enumerate(sizes):
-            conditions: list[Condition] = []
-            deps: list[str] = []
-            if index == 0:
-                if shot.start == PREVIOUS:
-                    conditions.append(Condition(0, ImageRef("segment", previous_last.id, previous_last.hash)))
-                    deps.append(previous_last.id)
-                elif shot.start:
-                    conditions.append(Condition(0, asset(shot.start)))
-            else:
-                up = segments[-1]
-                conditions.append(Condition(0, ImageRef("segment", up.id, up.hash)))
-                deps.append(up.id)
-            lo = first if index == 0 else first + 1
-            conditions += [Condition(f - first, img) for f, img in keyed if lo <= f < first + size]
-            model = preset if conditions else text_preset
+        for index, size in enumerate(split_frames(total, preset)):
+            conditions, deps = self._conditions(shot, index, first, size, keyed, segments[-1] if index else previous)
+            model = preset if conditions else self.text_preset
             sampled = sampling if model is preset else _sampling(shot, sb, model)
             seg = Segment(
                 id=f"{shot.id}.{index}", shot=shot.id, index=index, first_frame=first, frames=size,
-                width=width, height=height, fps=fps, model=model.name, engine=model.engine,
+                width=self.width, height=self.height, fps=fps, model=model.name, engine=model.engine,
                 prompt=prompt, negative=sampled["negative"], steps=sampled["steps"],
                 guidance=sampled["guidance"], shift=sampled["shift"], seed=0,
                 camera=shot.camera, conditions=tuple(sorted(conditions, key=lambda c: c.frame)),
-                characters=characters, deps=tuple(deps), options=engine_options(model),
-                runtime_s=tuple((d, model.runtime(size, width, height, sampled["steps"], sampled["guidance"], d))
+                characters=characters, deps=tuple(deps), options=_engine_options(model),
+                runtime_s=tuple((d, model.runtime(size, self.width, self.height, sampled["steps"],
+                                                  sampled["guidance"], d))
                                 for d in model.degrees),
             )
-            seg = replace(seg, seed=_seed(base_seed, shot, index, _content_hash(seg, model)))
-            seg = replace(seg, hash=_content_hash(seg, model))
-            segments.append(seg)
-            ids.append(seg.id)
+            seg = replace(seg, seed=_seed(self.base_seed, shot, index, _content_hash(seg, model)))
+            segments.append(replace(seg, hash=_content_hash(seg, model)))
             first += size - 1
-        previous_last = segments[-1]
-        xfade = shot.crossfade_frames(fps)
-        shots.append(ShotPlan(shot.id, scene.id, total, tuple(ids), tuple(cast),
-                              prompt, shot.camera, xfade))
-    return Plan(
-        title=sb.title, model=preset.name, engine=preset.engine, width=width, height=height, fps=fps,
-        shots=tuple(shots), segments=tuple(segments),
-        assets={w: str(a.path) for w, a in loaded.assets.items()},
-        audio=str(loaded.asset(sb.audio).path) if sb.audio else None,
-        presets={p.name: p for p in (preset, text_preset) if any(s.model == p.name for s in segments)},
-    )
+        shot_plan = ShotPlan(shot.id, scene.id, total, tuple(s.id for s in segments), tuple(cast),
+                             prompt, shot.camera, shot.crossfade_frames(fps))
+        return shot_plan, segments
 
+    def _conditions(self, shot: Shot, index: int, first: int, size: int, keyed: list[tuple[int, ImageRef]],
+                    upstream: Segment | None) -> tuple[list[Condition], list[str]]:
+        """Pictures segment `index` (frames `first`..`first + size - 1` of its shot) is conditioned on,
+        and the segments it waits for: the start picture or upstream segment at frame 0, then keyframes."""
+        conditions: list[Condition] = []
+        deps: list[str] = []
+        if index == 0:
+            if shot.start == PREVIOUS:
+                conditions.append(Condition(0, ImageRef("segment", upstream.id, upstream.hash)))
+                deps.append(upstream.id)
+            elif shot.start:
+                conditions.append(Condition(0, self.asset(shot.start)))
+        else:
+            conditions.append(Condition(0, ImageRef("segment", upstream.id, upstream.hash)))
+            deps.append(upstream.id)
+        lo = first if index == 0 else first + 1
+        conditions += [Condition(f - first, img) for f, img in keyed if lo <= f < first + size]
+        return conditions, deps

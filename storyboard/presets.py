@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from .errors import InputError
+from .adapters.yamlsource import load_yaml
+from .errors import InputError, Problem
 from .model import PresetName, Sampling, Seed, Shot, Strict, half_up
-from .validate import problems_from_validation
-from .yamlsource import load_yaml
+from .schema_errors import problems_from_validation
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 
@@ -156,8 +156,6 @@ def load_preset(name: str) -> Preset:
 
 def preset_problem(name: str, path: tuple, message: str) -> InputError:
     """An InputError at the line of `path` (e.g. ("options", "base")) in preset `name`'s file."""
-    from .errors import Problem
-
     file = available().get(name)
     if file is None:
         return InputError([Problem(f"<preset {name}>", 1, 1, message)])

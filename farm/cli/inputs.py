@@ -53,7 +53,7 @@ def import_(file: Path, out: Annotated[Path, typer.Option("-o", "--out", help="S
             asset_root: AssetRoots = None) -> None:
     """Convert a PV script or AniSora prompt file into storyboard YAML."""
     from farm.job.publish import publish_bytes
-    from storyboard.export import to_yaml
+    from storyboard.adapters.export import to_yaml
     from storyboard.load import read_document
     from storyboard.validate import validate as check
 

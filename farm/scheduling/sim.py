@@ -83,8 +83,8 @@ class Schedule:
 
 def load_workload(path: Path) -> Workload:
     """Read and check a workload file; every problem names its line and field."""
-    from storyboard.validate import problems_from_validation
-    from storyboard.yamlsource import load_yaml   # JSON is YAML: this keeps a line for every field
+    from storyboard.schema_errors import problems_from_validation
+    from storyboard.adapters.yamlsource import load_yaml   # JSON is YAML: this keeps a line for every field
 
     doc = load_yaml(path)
     try:

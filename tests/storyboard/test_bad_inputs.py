@@ -615,38 +615,38 @@ CASES = [
         @hana: hana.png | short silver hair
         ## city rooftop at night
         - [3s] wide shot, @hanna stands at the rail
-        """), (Expect(4, "`hanna`"),), name="script.pv", setup=_png, needs="storyboard.pvscript"),
+        """), (Expect(4, "`hanna`"),), name="script.pv", setup=_png, needs="storyboard.adapters.pvscript"),
     Case("pv-bad-duration", sb("""
         # Starlight Run
         ## city rooftop at night
         - [3x] wide shot of the city
-        """), (Expect(3, "3x"),), name="script.pv", needs="storyboard.pvscript"),
+        """), (Expect(3, "3x"),), name="script.pv", needs="storyboard.adapters.pvscript"),
     Case("pv-previous-on-first-shot", sb("""
         # Starlight Run
         ## city rooftop at night
         - [3s] wide shot of the city << previous
-        """), (Expect(3, "previous"),), name="script.pv", needs="storyboard.pvscript"),
+        """), (Expect(3, "previous"),), name="script.pv", needs="storyboard.adapters.pvscript"),
     Case("pv-missing-image", sb("""
         # Starlight Run
         // the board for this shot is not drawn yet
         ## city rooftop at night
         - [2s] wide shot of the city
         - [49f] the skyline, slow pan right >> boards/nothere.png
-        """), (Expect(5, "nothere.png"),), name="script.md", needs="storyboard.pvscript"),
+        """), (Expect(5, "nothere.png"),), name="script.md", needs="storyboard.adapters.pvscript"),
     Case("pv-not-utf8", b"# Starlight Run\n## rooftop\n- [3s] caf\xe9 on the roof\n",
-         (Expect(3, "not valid utf-8 text", col=11),), name="script.pv", needs="storyboard.pvscript"),
+         (Expect(3, "not valid utf-8 text", col=11),), name="script.pv", needs="storyboard.adapters.pvscript"),
     # --- AniSora prompt files (storyboard/anisora.py) ------------------------------------------------
     Case("anisora-position-out-of-range", sb("""
         Hana turns around. aesthetic score: 5.5. motion score: 1.3. There is no text in the video.@@hana.png
         Hana waves. aesthetic score: 5.5. motion score: 1.3.@@hana.png,hana.png&&0,1.5
-        """), (Expect(2, "1.5"),), name="prompts.txt", setup=_png, needs="storyboard.anisora"),
+        """), (Expect(2, "1.5"),), name="prompts.txt", setup=_png, needs="storyboard.adapters.anisora"),
     Case("anisora-missing-image", sb("""
         Hana turns around.@@nothere.png
-        """), (Expect(1, "nothere.png"),), name="prompts.txt", needs="storyboard.anisora"),
+        """), (Expect(1, "nothere.png"),), name="prompts.txt", needs="storyboard.adapters.anisora"),
     Case("anisora-leaving-path", sb("""
         Hana turns around.@@hana.png
         Hana waves.@@../escape.png
-        """), (Expect(2, "../escape.png"),), name="prompts.txt", setup=_png, needs="storyboard.anisora"),
+        """), (Expect(2, "../escape.png"),), name="prompts.txt", setup=_png, needs="storyboard.adapters.anisora"),
     Case("anisora-not-utf8-nor-gbk", b"Hana turns around.@@hana.png\nHana \xff\xff waves.@@hana.png\n",
          (Expect(2, "not valid utf-8 or gbk text", col=6),), name="prompts.txt", setup=_png),
 ]
@@ -804,8 +804,8 @@ def test_render_of_a_bad_storyboard_writes_nothing(tmp_path: Path, monkeypatch, 
 
 
 def test_import_of_a_bad_pv_script_writes_no_yaml(tmp_path: Path, monkeypatch, sakuga):
-    pytest.importorskip("storyboard.pvscript")
-    pytest.importorskip("storyboard.export")
+    pytest.importorskip("storyboard.adapters.pvscript")
+    pytest.importorskip("storyboard.adapters.export")
     pytest.importorskip("farm.publish")
     (tmp_path / "bad.pv").write_text("# Title\n## roof\n- [3s] first shot << previous\n- [3x] broken\n")
     monkeypatch.chdir(tmp_path)

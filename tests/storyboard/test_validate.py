@@ -9,9 +9,10 @@ import pytest
 
 from storyboard.errors import InputError, Problem
 from storyboard.load import load
+from storyboard.model import keyframe_frame
 from storyboard.plan import build_plan
 from storyboard.presets import available, load_preset
-from storyboard.validate import keyframe_frame, validate
+from storyboard.validate import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,8 +279,8 @@ EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*") if p.suffix in (".ya
 @pytest.mark.parametrize("path", EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in EXAMPLES])
 def test_shipped_examples_validate(path: Path, sakuga):
     if path.suffix in (".pv", ".md", ".txt"):
-        pytest.importorskip("storyboard.pvscript")
-        pytest.importorskip("storyboard.anisora")
+        pytest.importorskip("storyboard.adapters.pvscript")
+        pytest.importorskip("storyboard.adapters.anisora")
     if path.suffix in (".yaml", ".yml") and "sakuga:" not in path.read_text():
         pytest.skip("not a storyboard")
     result = sakuga("validate", path)

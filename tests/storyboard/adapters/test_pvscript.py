@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from storyboard.adapters.pvscript import parse
 from storyboard.errors import InputError
 from storyboard.load import load
 from storyboard.plan import build_plan
-from storyboard.pvscript import parse
 from tests.conftest import write_png
 
 SCRIPT = """\

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from storyboard import yamlsource
+from storyboard.adapters import yamlsource
+from storyboard.adapters.yamlsource import load_yaml, read_text
 from storyboard.errors import InputError
-from storyboard.yamlsource import load_yaml, read_text
 
 TEXT = textwrap.dedent("""\
     sakuga: 1

@@ -7,7 +7,7 @@ import yaml
 from storyboard.load import load
 from storyboard.plan import build_plan
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def summary(plan):

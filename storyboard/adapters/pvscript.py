@@ -15,14 +15,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .document import Document, PathKey
-from .errors import InputError, Problem
+from ..document import Document, PathKey
+from ..errors import InputError, Problem
+from ..model import MENTION
 
 _CHARACTER = re.compile(r"@([a-z0-9][a-z0-9_-]*)\s*:(.*)$")
 _SHOT = re.compile(r"-\s*\[([^\]]*)\](.*)$")
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*s")
 _FRAMES = re.compile(r"(\d+)\s*f")
-_MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]*)")
 _MARKER = re.compile(r"(<<|>>)")
 
 
@@ -168,7 +168,7 @@ def _shot(script: _Script, n: int, raw: str, indent: int, si: int) -> None:
                 script.put(at + ("keyframes", 0, "image"), image, n, image_col)
         col += len(marker) + len(target)
     mentions: list[str] = []
-    for mm in _MENTION.finditer(prompt):
+    for mm in MENTION.finditer(prompt):
         if mm.group(1) not in mentions:
             mentions.append(mm.group(1))
             script.doc.locations[at + ("characters", len(mentions) - 1)] = (n, _text_col(raw, rest_start) + mm.start())

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from storyboard.anisora import CLIP_FRAMES, parse
+from storyboard.adapters.anisora import CLIP_FRAMES, parse
 from storyboard.errors import InputError
 from storyboard.load import load
 from storyboard.plan import build_plan
