@@ -4,6 +4,7 @@ functions of a readable size, light modules kept light."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,9 @@ def modules() -> dict[str, Path]:
 
 def imported(name: str, path: Path, known: set[str]) -> set[str]:
     """Every project module `name` imports, at the top or inside a function, plus the packages whose
-    `__init__` importing them runs (an import of `engine.wan.tiny` runs `engine` and `engine.wan`)."""
+    `__init__` importing them runs (an import of `engine.wan.tiny` runs `engine` and `engine.wan`).
+    A module's own packages are not counted: a package's `__init__` importing its modules (as
+    `storyboard.adapters` does, to pick one) is how packages work, not a cycle."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -39,13 +42,12 @@ def imported(name: str, path: Path, known: set[str]) -> set[str]:
                 base = ".".join(anchor + ([node.module] if node.module else []))
             targets.add(base)
             targets.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known)
-    own = name.split(".")
-    targets.update(".".join(own[:i]) for i in range(1, len(own)))      # its own packages run first
     closed = set()
     for target in targets:
         parts = target.split(".")
         closed.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return {t for t in closed if t in known and t != name}
+    own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}   # already running
+    return {t for t in closed if t in known and t != name and t not in own}
 
 
 def graph() -> dict[str, set[str]]:
@@ -141,3 +143,15 @@ def test_option_and_layout_modules_load_without_torch_or_diffusers():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_storyboard_module_imports_without_torch_ray_diffusers_farm_or_engine():
+    """DESIGN.md: storyboard/ is plain Python that plans without any model or cluster."""
+    names = sorted(n for n in modules() if n.startswith("storyboard"))
+    code = ("import importlib, json, sys\n" + f"for name in {names!r}:\n    importlib.import_module(name)\n"
+            + "print(json.dumps(sorted(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    assert [m for m in loaded if m.split(".")[0] in ("torch", "ray", "diffusers", "farm", "engine")] == []
+    assert set(names) <= set(loaded)

@@ -1,16 +1,10 @@
 """A job's events: every change of its life, told to whoever observes it (progress, the farm API's
-event stream, the report writer). Observers never change the job; they only listen."""
+event stream, the report writer; `JobObserver` in job.py). Observers never change the job."""
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:
-    from .job import Job
-
-# opened, attempt_started, attempt_ended, published, failed, skipped, stage, note, finished,
-# cancelling, interrupted, priority
 KINDS = ("opened", "attempt_started", "attempt_ended", "published", "failed", "skipped", "stage", "note",
          "finished", "cancelling", "interrupted", "priority")
 
@@ -29,7 +23,3 @@ class JobEvent:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-class JobObserver(Protocol):
-    def __call__(self, job: Job, event: JobEvent) -> None: ...

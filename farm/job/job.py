@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from farm.scheduling.policy import Task
 from storyboard.plan import ImageRef, Plan, Segment
 
 from .cache import SegmentCache, bytes_sha256, file_sha256
-from .events import JobEvent, JobObserver
+from .events import JobEvent
 from .folder import JobFolder
 from .ledger import AttemptRow, Ledger
 from .publish import json_bytes, publish_json, publish_many, remove_stale_temps
@@ -32,6 +33,12 @@ from .states import JOB, JOB_ENDS, SEGMENT, SETTLED
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+
+
+class JobObserver(Protocol):
+    """Told every event of a job's life (progress, the farm API's event log, the report)."""
+
+    def __call__(self, job: Job, event: JobEvent) -> None: ...
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from farm.delivery.deliver import deliver
 from farm.job.cache import SegmentCache
-from farm.job.events import JobObserver
+from farm.job.job import JobObserver
 from farm.job.results import SegmentResult
 from farm.report.report import write_report_on_finish
 from farm.scheduling.policy import DEFAULT, Cluster, Policy, Running, View, policy

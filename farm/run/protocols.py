@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from farm.job.cache import SegmentCache
-from farm.job.events import JobObserver
+from farm.job.job import JobObserver
 from farm.job.folder import JobFolder
 from farm.job.results import SegmentResult
 from farm.scheduling.policy import Task
