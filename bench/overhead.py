@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray  # noqa: E402
 
-from farm.run.loop import FarmLoop
-from farm.workers.pool import WorkerPool  # noqa: E402
 from farm.job.job import Job  # noqa: E402
+from farm.run.loop import FarmLoop
 from farm.workers.connect import connect  # noqa: E402
+from farm.workers.pool import WorkerPool  # noqa: E402
 from storyboard.load import load  # noqa: E402
 from storyboard.plan import build_plan  # noqa: E402
 

@@ -16,8 +16,6 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .. import logs  # noqa: F401  (first: silences transformers before diffusers imports it)
-
 import numpy as np
 import torch
 from diffusers import UniPCMultistepScheduler, WanPipeline
@@ -27,6 +25,7 @@ from PIL import Image
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
+from .. import logs  # noqa: F401  (first: silences transformers before diffusers imports it)
 from ..bank import CharacterBank, Embedding
 from ..base import Progress, Rendered
 from ..fit import fit_cover

@@ -38,8 +38,6 @@ def build_pipeline(seed: int = 0, heads: int = 4):
     """The tiny pipeline in memory (random weights drawn from `seed`). `heads` divides the transformer's
     24 attention channels (Ulysses parallelism splits heads: a degree-4 test needs 4)."""
     import torch
-
-    from .. import logs  # noqa: F401  (before diffusers and transformers: no notices, no progress bars)
     from diffusers import (
         AutoencoderKLWan,
         UniPCMultistepScheduler,
@@ -53,6 +51,8 @@ def build_pipeline(seed: int = 0, heads: int = 4):
         UMT5Config,
         UMT5EncoderModel,
     )
+
+    from .. import logs  # noqa: F401  (before diffusers and transformers: no notices, no progress bars)
 
     torch.manual_seed(seed)
     z_dim = 4

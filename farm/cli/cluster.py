@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from .options import Address, Deliver, EngineAlias, Master, Model, Priority, load, masters, model_name, priority
+from .options import (
+    Address,
+    Deliver,
+    EngineAlias,
+    Master,
+    Model,
+    Priority,
+    load,
+    masters,
+    model_name,
+    priority,
+)
 
 
 def submit(

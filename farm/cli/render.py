@@ -10,8 +10,22 @@ import typer
 from farm.job.folder import JobFolder
 from storyboard.errors import InputError
 
-from .options import (Address, AssetRoots, Cache, Deliver, EngineAlias, Gpus, Model, NoCache, Priority, Quiet, load,
-                      masters, model_name, priority)
+from .options import (
+    Address,
+    AssetRoots,
+    Cache,
+    Deliver,
+    EngineAlias,
+    Gpus,
+    Model,
+    NoCache,
+    Priority,
+    Quiet,
+    load,
+    masters,
+    model_name,
+    priority,
+)
 
 
 def render(
@@ -71,7 +85,9 @@ def _render(config: dict, out: Path, quiet: bool) -> None:
 
         check_presets(p.presets.values())
     recorded = last_job(JobFolder(out))   # one output folder holds one job: a second render continues it
-    from farm.api.embedded import render as run   # Ray, PyAV: only once the input is known to be good
+    from farm.api.embedded import (
+        render as run,  # Ray, PyAV: only once the input is known to be good
+    )
 
     outcome = run(p, out, gpus=config.get("gpus", 1), address=address, show_progress=not quiet,
                   offload=config.get("offload", False), cache=_cache(config.get("cache")),

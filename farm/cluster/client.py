@@ -11,10 +11,9 @@ import os
 import shlex
 from pathlib import Path
 
+from farm.job.job import Job
 from storyboard.errors import InputError
 from storyboard.plan import Plan
-
-from farm.job.job import Job
 
 from .errors import ClusterError
 

@@ -6,9 +6,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storyboard.plan import Plan
-
 from farm.job.publish import atomic_path
+from storyboard.plan import Plan
 
 SCHEMA = pa.schema([
     ("segment", pa.string()), ("shot", pa.string()), ("index", pa.int32()),

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from farm.job.publish import atomic_dir, atomic_path
-from farm.media.sound import AUDIO_RATE, Soundtrack
-from farm.media.encode import Encoder, PngSequence
 from farm.media.decode import probe, read_frames
+from farm.media.encode import Encoder, PngSequence
+from farm.media.sound import AUDIO_RATE, Soundtrack
 
 SHOT_CRF = 16      # editors take shots/ as sources, so they stay near the segments' quality
 EPISODE_CRF = 18

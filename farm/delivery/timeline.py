@@ -14,10 +14,9 @@ from pathlib import Path
 
 import opentimelineio as otio
 
-from storyboard.plan import Plan, ShotPlan
-
 from farm.job.folder import JobFolder
 from farm.job.publish import atomic_path
+from storyboard.plan import Plan, ShotPlan
 
 # rates CMX3600 timecode can express (the adapter refuses others, e.g. Wan's 16 fps)
 EDL_RATES = (23.976, 24, 25, 29.97, 30, 48, 50, 59.94, 60)

@@ -15,7 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from farm.job.publish import TEMP_PREFIX, _fsync_dir, atomic_path, json_bytes, publish_many
+from farm.job.publish import (
+    TEMP_PREFIX,
+    _fsync_dir,
+    atomic_path,
+    json_bytes,
+    publish_many,
+)
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 FILES = {".mp4": "segment.mp4", ".png": "segment.png"}

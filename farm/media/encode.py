@@ -19,7 +19,13 @@ from typing import BinaryIO
 
 import av
 import numpy as np
-from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace, VideoReformatter
+from av.video.reformatter import (
+    ColorPrimaries,
+    ColorRange,
+    Colorspace,
+    ColorTrc,
+    VideoReformatter,
+)
 from PIL import Image
 
 from .sound import AUDIO_BIT_RATE, AUDIO_LAYOUT

@@ -12,8 +12,6 @@ segments that did not join, a pop).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import base64
 import io
 import json
@@ -22,20 +20,20 @@ import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.qc import change, sample_indices
-from storyboard.errors import InputError
-
-from farm.report import charts
 from farm.job.events import JobEvent
 from farm.job.folder import JobFolder
-from farm.job.recorded import last_job
 from farm.job.publish import atomic_path
+from farm.job.recorded import last_job
 from farm.media.decode import read_frames
+from farm.report import charts
+from storyboard.errors import InputError
 
 if TYPE_CHECKING:
     from farm.job.job import Job

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Protocol
 
 from farm.job.cache import SegmentCache
-from farm.job.job import JobObserver
 from farm.job.folder import JobFolder
+from farm.job.job import JobObserver
 from farm.job.results import SegmentResult
 from farm.scheduling.policy import Task
 from storyboard.plan import ImageRef, Plan, Segment

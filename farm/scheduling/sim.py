@@ -13,9 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from storyboard.errors import InputError
-
 from farm.scheduling.policy import Cluster, Policy, Running, Task, View, topological
+from storyboard.errors import InputError
 
 MAX_TASKS = 100_000
 MAX_GPUS = 65_536
@@ -83,8 +82,10 @@ class Schedule:
 
 def load_workload(path: Path) -> Workload:
     """Read and check a workload file; every problem names its line and field."""
+    from storyboard.adapters.yamlsource import (
+        load_yaml,  # JSON is YAML: this keeps a line for every field
+    )
     from storyboard.schema_errors import problems_from_validation
-    from storyboard.adapters.yamlsource import load_yaml   # JSON is YAML: this keeps a line for every field
 
     doc = load_yaml(path)
     try:

@@ -15,18 +15,23 @@ import numpy as np
 import ray
 
 from engine.bank import CharacterBank
-from engine.registry import check, create
 from engine.qc import flicker
+from engine.registry import check, create
+from farm.job.results import SegmentResult, ShareDone
+from farm.media.decode import read_png
+from farm.media.encode import encode_mp4_bytes, png_bytes
+from farm.workers.gang import GangSpec, Membership, free_address
 from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
-from farm.workers.gang import GangSpec, Membership, free_address
-from farm.job.results import SegmentResult, ShareDone
-from farm.media.decode import read_png
-from farm.media.encode import encode_mp4_bytes, png_bytes
-
-from .engines import EngineCache, OutOfMemory, memory_budget_gb, oom_errors, release_accelerator_memory
+from .engines import (
+    EngineCache,
+    OutOfMemory,
+    memory_budget_gb,
+    oom_errors,
+    release_accelerator_memory,
+)
 
 
 @ray.remote(num_cpus=0)

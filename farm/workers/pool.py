@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.util.placement_group import placement_group, remove_placement_group
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from engine.bank import CharacterBank
@@ -26,7 +26,6 @@ from .actor import SegmentWorker
 from .engines import OutOfMemory
 from .gang import GangSpec, specs
 from .slots import Slot, WorkerDied, WorkerFailed
-
 
 logger = logging.getLogger(__name__)
 

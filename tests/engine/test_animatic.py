@@ -7,10 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.animatic import AnimaticEngine, Caption, card_colour, parse_camera, strip_suffix
-from engine.registry import create
+from engine.animatic import (
+    AnimaticEngine,
+    Caption,
+    card_colour,
+    parse_camera,
+    strip_suffix,
+)
 from engine.fit import cover_box, fit_cover
 from engine.qc import flicker
+from engine.registry import create
 from storyboard.plan import CharacterRef, Condition, ImageRef, Segment
 from storyboard.presets import load_preset
 

@@ -1,7 +1,6 @@
 """The engine registry: which engine a preset names, and whether it can load here, without loading it."""
 from __future__ import annotations
 
-
 import pytest
 
 from engine.animatic import AnimaticEngine

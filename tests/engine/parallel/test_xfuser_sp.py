@@ -7,7 +7,6 @@ import yaml
 
 from tests.engine.parallel.test_sharding import ROOT, selftest
 
-
 XFUSER_MISSING = "xfuser cannot be imported without a GPU (and needs the gpu extra)"
 
 

@@ -12,7 +12,11 @@ from PIL import Image
 from engine.bank import CharacterBank
 from engine.wan import tiny
 from engine.wan.engine import WanEngine
-from engine.wan.keyframe_pipeline import KeyframePipeline, keyframe_condition, latent_mask
+from engine.wan.keyframe_pipeline import (
+    KeyframePipeline,
+    keyframe_condition,
+    latent_mask,
+)
 from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset

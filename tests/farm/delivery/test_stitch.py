@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from farm.delivery.stitch import ShotFiles, master_paths, stitch
-from farm.media.encode import encode_mp4
 from farm.media.decode import probe, read_frames
+from farm.media.encode import encode_mp4
 
 W, H, FPS = 64, 48, 16
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 220, 20)

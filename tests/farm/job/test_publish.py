@@ -2,7 +2,12 @@
 
 import pytest
 
-from farm.job.publish import atomic_path, publish_bytes, publish_json, remove_stale_temps
+from farm.job.publish import (
+    atomic_path,
+    publish_bytes,
+    publish_json,
+    remove_stale_temps,
+)
 
 
 def test_failure_inside_atomic_path_leaves_neither_target_nor_temp(tmp_path):

@@ -6,9 +6,9 @@ import av
 import numpy as np
 import pytest
 
+from farm.media.decode import probe, read_frames, read_png
 from farm.media.encode import Encoder, encode_mp4, encode_mp4_bytes, png_bytes
 from farm.media.sound import Soundtrack
-from farm.media.decode import probe, read_frames, read_png
 
 W, H = 64, 48
 

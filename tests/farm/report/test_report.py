@@ -11,8 +11,8 @@ from PIL import Image
 
 from farm.api.embedded import render
 from farm.job.ledger import Ledger
-from farm.report.report import THUMB_WIDTH
 from farm.media.decode import read_frames
+from farm.report.report import THUMB_WIDTH
 from storyboard.load import load
 from storyboard.plan import build_plan
 

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from farm.api.embedded import render
-from farm.run.loop import FarmLoop
-from farm.workers.pool import WorkerPool
 from farm.job.job import Job
 from farm.job.ledger import Ledger
 from farm.media.decode import probe
+from farm.run.loop import FarmLoop
+from farm.workers.pool import WorkerPool
 from storyboard.load import load
 from storyboard.plan import build_plan
 

@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 
-from farm.run.loop import FarmLoop
-from farm.workers.pool import WorkerPool
-from farm.job.job import Job
-from farm.job.ledger import Ledger
 from engine.registry import create
 from farm.api.embedded import render
+from farm.job.job import Job
+from farm.job.ledger import Ledger
 from farm.media.decode import read_frames, read_png
+from farm.run.loop import FarmLoop
+from farm.workers.pool import WorkerPool
 from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from farm.scheduling.policy import POLICIES, Cluster, Moldable, Running, Task, View, policy
+from farm.scheduling.policy import (
+    POLICIES,
+    Cluster,
+    Moldable,
+    Running,
+    Task,
+    View,
+    policy,
+)
 from farm.scheduling.sim import Workload, check_schedule, lower_bound, simulate
 
 ROOT = Path(__file__).resolve().parents[3]
