@@ -59,11 +59,13 @@ def resume(
     quiet: Quiet = False,
 ) -> None:
     """Continue an interrupted render from OUT/ledger.sqlite: only segments not published are rendered."""
-    from farm.job.recorded import require_job
+    from farm.job.recorded import last_job
 
     folder = JobFolder(out)
-    job = require_job(folder, "no ledger.sqlite here: not the output folder of a sakuga render").job
-    config = job.get("config") or {}
+    if not folder.has_ledger():
+        raise InputError.single(out, "no ledger.sqlite here: not the output folder of a sakuga render")
+    recorded = last_job(folder)
+    config = (recorded.job.get("config") or {}) if recorded else {}
     if not config.get("source"):
         raise InputError.single(folder.ledger, "the ledger records no render to resume")
     if not Path(config["source"]).is_file():
