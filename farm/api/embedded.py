@@ -17,11 +17,13 @@ from pathlib import Path
 from farm.job.cache import SegmentCache
 from farm.job.events import JobEvent
 from farm.job.job import Job
+from farm.job.ledger import LedgerWriteError
 from farm.job.publish import publish_json
 from farm.run.loop import FarmLoop
 from farm.run.progress import JobProgress
 from farm.scheduling.policy import Policy
 from farm.workers.slots import Pool
+from storyboard.errors import InputError
 
 from . import views
 from .protocol import JobDetail, JobRequest, JobSummary
@@ -47,12 +49,16 @@ class EmbeddedFarm:
             if job_id in self.loop.jobs and not self.loop.jobs[job_id].ended:
                 raise ValueError(f"job {job_id} is already queued")
             job = Job(job_id, request.plan, request.out, request.priority, dict(request.config), request.assets)
-            job.out.mkdir(parents=True, exist_ok=True)
             job.observe(self.events_log)
             progress = self.make_progress(job)
             if progress is not None:
                 job.observe(progress)
-            self.loop.add(job)
+            try:
+                job.out.mkdir(parents=True, exist_ok=True)
+                self.loop.add(job)
+            except (OSError, LedgerWriteError) as e:   # the folder cannot be written: nothing was started
+                job.close()
+                raise InputError.single(job.out, f"cannot write the render here: {e}") from None
             if job.reused or job.kept:
                 logger.info("%s: reused %d of %d segments (%d already there, %d from the cache)", job.out,
                             job.reused + job.kept, len(job.plan.segments), job.kept, job.reused)
@@ -127,10 +133,11 @@ class RenderOutcome:
     failed_shots: list[str]
     reused: int = 0
     kept: int = 0
+    error: str | None = None      # why the job stopped short of delivering (disk full...)
 
     @property
     def ok(self) -> bool:
-        return not self.failed_shots
+        return not self.failed_shots and self.error is None
 
 
 def render(plan, out: Path, *, gpus: int = 1, address: str | None = None, show_progress: bool = True,
@@ -166,10 +173,14 @@ def render_jobs(requests: list[JobRequest], *, gpus: int = 1, address: str | Non
         farm.close()
     outcomes = []
     for job in jobs:
-        publish_json(job.folder.render_summary, {"wall_s": time.time() - started, "gpus": gpus,
-                                                 "failed_shots": job.failed_shots, "reused": job.reused,
-                                                 "kept": job.kept})
-        outcomes.append(RenderOutcome(job.out, job.episode, job.rows(), job.failed_shots, job.reused, job.kept))
+        try:
+            publish_json(job.folder.render_summary, {"wall_s": time.time() - started, "gpus": gpus,
+                                                     "failed_shots": job.failed_shots, "reused": job.reused,
+                                                     "kept": job.kept, "error": job.error})
+        except OSError as e:   # a summary for people; the ledger is what counts
+            logger.warning("%s not written: %s", job.folder.render_summary, e)
+        outcomes.append(RenderOutcome(job.out, job.episode, job.rows(), job.failed_shots, job.reused, job.kept,
+                                      job.error))
     return outcomes
 
 

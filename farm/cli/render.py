@@ -96,9 +96,12 @@ def _render(config: dict, out: Path, quiet: bool) -> None:
                   job_id=recorded.job["id"] if recorded else None, config=config)
     if outcome.episode:
         typer.echo(str(outcome.episode.resolve()))
-    if not outcome.ok:
+    if outcome.error:
+        typer.echo(f"error: {outcome.error}", err=True)
+    elif not outcome.ok:
         typer.echo(f"error: {len(outcome.failed_shots)} shot(s) failed: {', '.join(outcome.failed_shots)} "
                    f"(see {JobFolder(out).manifest})", err=True)
+    if not outcome.ok:
         raise typer.Exit(1)
 
 
@@ -158,7 +161,8 @@ def batch(
                            cache=_cache(None if no_cache else cache or "default"))
     failed = [o for o in outcomes if not o.ok]
     for o in outcomes:
-        typer.echo(str(o.episode.resolve()) if o.episode else f"{o.out}: nothing delivered")
+        typer.echo(str(o.episode.resolve()) if o.episode else f"{o.out}: nothing delivered"
+                   + (f" ({o.error})" if o.error else ""))
     if failed:
         typer.echo(f"error: {len(failed)} of {len(outcomes)} renders had failed shots", err=True)
         raise typer.Exit(1)

@@ -78,6 +78,7 @@ class Job:
         self.reused = self.kept = 0
         self.notes: list[str] = []           # what delivery could not do, for the user
         self.episode: Path | None = None
+        self.error: str | None = None        # why the job stopped short of delivering, if it did
         self.by_id = {s.id: s for s in self.plan.segments}
         self.observers: list[JobObserver] = []
         self._pngs: dict[str, bytes] = {}
@@ -319,11 +320,15 @@ class Job:
         logger.info("%s", text)
         self._tell("note", detail=text)
 
-    def finish(self, episode: Path | None) -> None:
-        """Delivered (or, once cancelling, given up): the job's final status."""
+    def finish(self, episode: Path | None, error: str | None = None) -> None:
+        """Delivered (or, once cancelling, given up; or delivery failed with `error`): the final status."""
         if self.cancelling:
             self.episode = None
             self._end("cancelled", None)
+            return
+        if error is not None:
+            self.error = error
+            self._end("failed", error)
             return
         failed = self.failed_shots
         self.episode = episode
@@ -331,9 +336,20 @@ class Job:
                   f"{len(failed)} shot(s) failed: {', '.join(failed)}" if failed else None)
 
     def _end(self, status: str, detail: str | None) -> None:
-        self.status = JOB.move(self.status, status, self.id)
-        self.ledger.set_job_status(self.id, status, detail)
+        new = JOB.move(self.status, status, self.id)
+        self.ledger.set_job_status(self.id, status, detail)   # first: a ledger that cannot say so stops the job
+        self.status = new
         self._tell("finished" if status != "interrupted" else "interrupted", status=status, detail=detail or "")
+
+    def abandon(self, error: str) -> None:
+        """The job cannot go on (its ledger cannot be written): failed here and now, without the ledger,
+        which still holds the last state it could record, so `sakuga resume` continues from there."""
+        if self.ended:
+            return
+        self.error = error
+        self.status = JOB.move(self.status, "failed", self.id)
+        self.note(error)
+        self._tell("finished", status="failed", detail=error)
 
     def attempt_rows(self) -> list[AttemptRow]:
         """Every attempt the ledger records, also once the job has ended and closed it."""

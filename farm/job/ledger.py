@@ -95,6 +95,15 @@ class LedgerError(ValueError):
     """The file is not a ledger this version of sakuga can read."""
 
 
+class LedgerWriteError(RuntimeError):
+    """The ledger could not record a change (disk full, read-only, I/O error): the job cannot go on
+    durably. `path` names the ledger, so the farm knows whose job it is."""
+
+    def __init__(self, path: Path, error: Exception):
+        super().__init__(f"{path}: cannot record the job's state ({error})")
+        self.path = path
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -136,9 +145,12 @@ class Ledger:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One committed transaction. IMMEDIATE takes the write lock up front, so a read-modify-write is
         atomic across processes too; `with self.db` commits on success and rolls back on error."""
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            yield self.db
+        try:
+            with self.lock, self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                yield self.db
+        except sqlite3.OperationalError as e:   # "database or disk is full", "disk I/O error", read-only
+            raise LedgerWriteError(self.path, e) from e
 
     def _rows(self, sql: str, *args: Any) -> list[dict]:
         with self.lock:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from farm.delivery.deliver import deliver
 from farm.job.cache import SegmentCache
 from farm.job.job import JobObserver
+from farm.job.ledger import LedgerWriteError
 from farm.job.results import SegmentResult
 from farm.report.report import write_report_on_finish
 from farm.scheduling.policy import DEFAULT, Cluster, Policy, Running, View, policy
@@ -90,11 +91,22 @@ class FarmLoop:
             self.pool.shutdown()
 
     def step(self, max_wait: float = 1.0, deliver: bool = True) -> None:
-        self._schedule()
-        self._collect(max_wait)
-        for job in list(self.jobs.values()) if deliver else []:
-            if not job.ended and (job.settled or job.cancelling) and not self._running_for(job):
-                self._finish(job)
+        try:
+            self._schedule()
+            self._collect(max_wait)
+            for job in list(self.jobs.values()) if deliver else []:
+                if not job.ended and (job.settled or job.cancelling) and not self._running_for(job):
+                    self._finish(job)
+        except LedgerWriteError as e:   # that job cannot go on durably; the others can
+            job = next(j for j in self.jobs.values() if j.folder.ledger == e.path)
+            self._abandon(job, f"{e}; free the space and `sakuga resume {job.out}`")
+
+    def _abandon(self, job: RunnableJob, error: str) -> None:
+        logger.error("%s: %s", job.id, error)
+        for a in self._running_for(job):
+            self._stop(a, f"job {job.id} stopped", replace=True)
+        job.abandon(error)
+        job.close()
 
     def interrupt(self) -> None:
         for job in self.jobs.values():
@@ -221,6 +233,8 @@ class FarmLoop:
         try:
             self._schedule()
             a.job.publish(a.seg, a.result, a.n, worker=a.worker, degree=a.degree, cache=self.cache)
+        except OSError as e:   # disk full, read-only, I/O error: this attempt failed, like any other
+            self._failed(a, "error", f"could not publish: {e}")
         finally:
             self.publishing = None
 
@@ -243,9 +257,13 @@ class FarmLoop:
         a.job.end_attempt(a.seg, a.n, status, error)
 
     def _finish(self, job: RunnableJob) -> None:
-        episode = None
+        episode, error = None, None
         if not job.cancelling:
             job.stage("stitching")
-            episode = self.deliver(job)
-        job.finish(episode)
+            try:
+                episode = self.deliver(job)
+            except (OSError, ValueError, RuntimeError) as e:   # disk full, a damaged segment, a codec error
+                error = f"delivery failed: {e}; the rendered segments are kept: `sakuga resume {job.out}`"
+                logger.error("%s: %s", job.id, error)
+        job.finish(episode, error)
         job.close()
