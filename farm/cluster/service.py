@@ -48,9 +48,10 @@ class FarmService:
         while True:
             try:
                 active = self.farm.step(max_wait=0.2)
-            except Exception:   # noqa: BLE001 - the service must outlive one bad round
-                logger.exception("farm loop")
-                active = True
+            except Exception:   # noqa: BLE001 - the service must outlive a bad round (a bug: faults end
+                logger.exception("farm loop")   # attempts or jobs in the loop itself), without spinning
+                time.sleep(1.0)
+                continue
             if not active:
                 time.sleep(0.2)
 

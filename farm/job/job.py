@@ -25,7 +25,7 @@ from storyboard.plan import ImageRef, Plan, Segment
 from .cache import SegmentCache, bytes_sha256, file_sha256
 from .events import JobEvent
 from .folder import JobFolder
-from .ledger import AttemptRow, Ledger
+from .ledger import AttemptRow, Ledger, LedgerWriteError
 from .publish import json_bytes, publish_json, publish_many, remove_stale_temps
 from .results import Published, SegmentResult
 from .states import JOB, JOB_ENDS, SEGMENT, SETTLED
@@ -315,8 +315,11 @@ class Job:
     def note(self, text: str, kind: str = "note") -> None:
         """Something the user should read (delivery could not write a file...), kept for the end."""
         self.notes.append(text)
-        if self.ledger is not None and kind != "note":
-            self.ledger.event(kind, text, job=self.id)
+        if self.ledger is not None and not self.ledger.closed and kind != "note":
+            try:
+                self.ledger.event(kind, text, job=self.id)
+            except LedgerWriteError:   # a note is for the user; a ledger that cannot take it stops nothing
+                logger.warning("%s: not recorded in the ledger", text)
         logger.info("%s", text)
         self._tell("note", detail=text)
 

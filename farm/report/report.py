@@ -281,7 +281,7 @@ def contact_sheet(cards: list[ShotCard], title: str) -> Image.Image:
 def write_report_on_finish(job: Job, event: JobEvent) -> None:
     """A job observer: the report of a delivered job, last (it reads the manifest and the final status).
     A report that fails does not lose the cut: it is a note, and `sakuga report` can try again."""
-    if event.kind != "finished" or event.status == "cancelled":
+    if event.kind != "finished" or event.status == "cancelled" or job.error:   # delivered only
         return
     try:
         write_report(job.out)

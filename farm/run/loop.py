@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 
 from farm.delivery.deliver import deliver
 from farm.job.cache import SegmentCache
@@ -91,13 +92,20 @@ class FarmLoop:
             self.pool.shutdown()
 
     def step(self, max_wait: float = 1.0, deliver: bool = True) -> None:
-        try:
-            self._schedule()
-            self._collect(max_wait)
-            for job in list(self.jobs.values()) if deliver else []:
-                if not job.ended and (job.settled or job.cancelling) and not self._running_for(job):
+        self._schedule()
+        self._collect(max_wait)
+        for job in list(self.jobs.values()) if deliver else []:
+            if not job.ended and (job.settled or job.cancelling) and not self._running_for(job):
+                with self._isolated():
                     self._finish(job)
-        except LedgerWriteError as e:   # that job cannot go on durably; the others can
+
+    @contextmanager
+    def _isolated(self):
+        """Around one job's piece of a round: a job whose ledger cannot be written stops (its state up to
+        there is on disk, `sakuga resume` continues from it); the round goes on for the other jobs."""
+        try:
+            yield
+        except LedgerWriteError as e:
             job = next(j for j in self.jobs.values() if j.folder.ledger == e.path)
             self._abandon(job, f"{e}; free the space and `sakuga resume {job.out}`")
 
@@ -141,9 +149,10 @@ class FarmLoop:
         for start in self.policy.decide(view):
             job, seg = owner[start.task]
             slots = self._slots_for(job, seg, start, taken)
-            if slots:
+            if slots and not job.ended:
                 taken.update(s.key for s in slots)
-                self._dispatch(job, seg, slots)
+                with self._isolated():
+                    self._dispatch(job, seg, slots)
 
     def _slots_for(self, job: RunnableJob, seg: Segment, start, taken: set) -> list[Slot]:
         if start.degree > 1:
@@ -192,36 +201,42 @@ class FarmLoop:
             a = self.running.pop(call, None)
             if a is None:
                 continue    # its attempt already ended with another member's failure
-            slot = a.pending.pop(call)
-            try:
-                result = self.pool.result(call)
-            except WorkerDied as e:
-                self._stop(a, f"a member died rendering {a.seg.id}", replace=True, also=slot)
-                self._failed(a, "died", str(e), culprit=slot)
-            except WorkerFailed as e:
-                gang = a.degree > 1   # the other members may be stuck in a collective
-                self._stop(a, f"a member failed rendering {a.seg.id}", replace=gang, also=slot)
-                if e.out_of_memory:
-                    self.placement.ran_out_of_memory(a.job, a.seg, a.degree)
-                    self._failed(a, "oom", str(e))
-                else:
-                    self._failed(a, "error", str(e), culprit=slot)
-            else:
-                slot.busy = False   # a gang member is free once its share is done; rank 0 encodes
-                slot.resident = set(result.resident)
-                if isinstance(result, SegmentResult):
-                    a.result = result
-                if not a.pending:
-                    self._publish(a)
+            with self._isolated():
+                self._collected(a, call)
         self._expire(time.time())
+
+    def _collected(self, a: Attempt, call) -> None:
+        """One member's call returned: a result, or a failure that ends the attempt."""
+        slot = a.pending.pop(call)
+        try:
+            result = self.pool.result(call)
+        except WorkerDied as e:
+            self._stop(a, f"a member died rendering {a.seg.id}", replace=True, also=slot)
+            self._failed(a, "died", str(e), culprit=slot)
+        except WorkerFailed as e:
+            gang = a.degree > 1   # the other members may be stuck in a collective
+            self._stop(a, f"a member failed rendering {a.seg.id}", replace=gang, also=slot)
+            if e.out_of_memory:
+                self.placement.ran_out_of_memory(a.job, a.seg, a.degree)
+                self._failed(a, "oom", str(e))
+            else:
+                self._failed(a, "error", str(e), culprit=slot)
+        else:
+            slot.busy = False   # a gang member is free once its share is done; rank 0 encodes
+            slot.resident = set(result.resident)
+            if isinstance(result, SegmentResult):
+                a.result = result
+            if not a.pending:
+                self._publish(a)
 
     def _expire(self, now: float) -> None:
         for a in self._attempts():
             if now >= a.deadline:
                 lone = a.slots[0] if a.degree == 1 else None   # in a gang, which member hung is unknown
                 self._stop(a, f"timed out on {a.seg.id}", replace=True)
-                self._failed(a, "timeout", f"no result after {a.deadline - a.started:.0f} s "
-                                           f"(the cost model expects {a.estimate:.0f} s)", culprit=lone)
+                with self._isolated():
+                    self._failed(a, "timeout", f"no result after {a.deadline - a.started:.0f} s "
+                                               f"(the cost model expects {a.estimate:.0f} s)", culprit=lone)
 
     def _publish(self, a: Attempt) -> None:
         if a.result is None:   # every member answered but none with the segment: a broken engine
