@@ -18,6 +18,7 @@ from farm.job.cache import SegmentCache
 from farm.job.events import JobEvent
 from farm.job.job import Job
 from farm.job.ledger import LedgerWriteError
+from farm.job.lock import FolderBusy
 from farm.job.publish import publish_json
 from farm.run.loop import FarmLoop
 from farm.run.progress import JobProgress
@@ -54,11 +55,15 @@ class EmbeddedFarm:
             if progress is not None:
                 job.observe(progress)
             try:
-                job.out.mkdir(parents=True, exist_ok=True)
-                self.loop.add(job)
+                self.loop.add(job, wait=request.wait)
+            except FolderBusy as e:
+                raise InputError.single(job.out, str(e)) from None
             except (OSError, LedgerWriteError) as e:   # the folder cannot be written: nothing was started
                 job.close()
                 raise InputError.single(job.out, f"cannot write the render here: {e}") from None
+            except InputError:
+                job.close()
+                raise
             if job.reused or job.kept:
                 logger.info("%s: reused %d of %d segments (%d already there, %d from the cache)", job.out,
                             job.reused + job.kept, len(job.plan.segments), job.kept, job.reused)
@@ -142,9 +147,9 @@ class RenderOutcome:
 
 def render(plan, out: Path, *, gpus: int = 1, address: str | None = None, show_progress: bool = True,
            offload: bool = False, cache: SegmentCache | None = None, job_id: str | None = None,
-           config: dict | None = None) -> RenderOutcome:
+           config: dict | None = None, wait: bool = False) -> RenderOutcome:
     """Render one plan into `out` on a local Ray (or the cluster at `address`)."""
-    [outcome] = render_jobs([JobRequest(plan, Path(out), 0, config or {}, None, job_id)], gpus=gpus,
+    [outcome] = render_jobs([JobRequest(plan, Path(out), 0, config or {}, None, job_id, wait)], gpus=gpus,
                             address=address, show_progress=show_progress, offload=offload, cache=cache)
     return outcome
 

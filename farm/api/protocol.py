@@ -24,6 +24,7 @@ class JobRequest:
     config: dict = field(default_factory=dict)   # how to start it again (source, model, deliver...)
     assets: dict[str, bytes] | None = None        # the pictures' bytes, for a farm that cannot read them
     job_id: str | None = None                     # default: a new id from the plan's title
+    wait: bool = False                            # for the output folder's other writer to finish
 
 
 @dataclass(frozen=True)

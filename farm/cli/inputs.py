@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from storyboard.errors import InputError
+
 from .options import AssetRoots, EngineAlias, Model, duration, load, model_name
 
 
@@ -57,6 +59,10 @@ def import_(file: Path, out: Annotated[Path, typer.Option("-o", "--out", help="S
     from storyboard.load import read_document
     from storyboard.validate import validate as check
 
+    if out.is_dir():
+        raise InputError.single(out, "-o names a folder: give the storyboard file to write, e.g. -o storyboard.yaml")
+    if out.exists() and file.exists() and out.resolve() == file.resolve():
+        raise InputError.single(out, "-o is the file being imported: write the storyboard to another file")
     doc = read_document(file)
     check(doc, asset_roots=asset_root or [])
     text, absolute = to_yaml(doc, out.resolve().parent)

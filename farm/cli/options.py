@@ -14,6 +14,7 @@ Model = Annotated[str | None, typer.Option("--model", help="Model preset, overri
 EngineAlias = Annotated[str | None, typer.Option("--engine", hidden=True, help="Old name of --model.")]
 Cache = Annotated[Path | None, typer.Option("--cache", help="Segment cache folder (default: the user's cache folder, or $SAKUGA_CACHE/segments).")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither reuse nor store segments in the cache.")]
+Wait = Annotated[bool, typer.Option("--wait", help="If another render is writing into OUT, wait for it to finish instead of stopping.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard of the cluster (default $RAY_ADDRESS, else http://127.0.0.1:8265).")]
 Priority = Annotated[str, typer.Option("--priority", help="low, normal, high, urgent or an integer (higher goes first).")]

@@ -21,6 +21,7 @@ from .options import (
     NoCache,
     Priority,
     Quiet,
+    Wait,
     load,
     masters,
     model_name,
@@ -42,6 +43,7 @@ def render(
     cache: Cache = None,
     no_cache: NoCache = False,
     deliver: Deliver = None,
+    wait: Wait = False,
 ) -> None:
     """Render everything and deliver the cut into OUT. Segments already published in OUT, or in the
     segment cache, with the same content hash are reused, not rendered again."""
@@ -51,12 +53,13 @@ def render(
               "deliver": masters(deliver)}
     if resume and not JobFolder(out).has_ledger():
         raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
-    _render(config, out, quiet)
+    _render(config, out, quiet, wait)
 
 
 def resume(
     out: Annotated[Path, typer.Argument(help="Output folder of an interrupted render.")],
     quiet: Quiet = False,
+    wait: Wait = False,
 ) -> None:
     """Continue an interrupted render from OUT/ledger.sqlite: only segments not published are rendered."""
     from farm.job.recorded import last_job
@@ -71,17 +74,16 @@ def resume(
     if not Path(config["source"]).is_file():
         raise InputError.single(config["source"], f"the storyboard this render was started from is gone "
                                                   f"(recorded in {folder.ledger})")
-    _render(config, out, quiet)
+    _render(config, out, quiet, wait)
 
 
-def _render(config: dict, out: Path, quiet: bool) -> None:
+def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
     """Plan `config["source"]`, check it can load here, render into `out`; exits 1 if shots failed."""
     from farm.job.recorded import last_job
 
     file, address = Path(config["source"]), config.get("address")
     _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])])
-    if out.exists() and not out.is_dir():
-        raise InputError.single(out, "--out must be a folder")
+    _check_out(JobFolder(out), file, wait)
     if not address:   # a local run loads the weights here; a cluster's workers are asked instead
         from farm.workers.engines import check_presets
 
@@ -93,7 +95,7 @@ def _render(config: dict, out: Path, quiet: bool) -> None:
 
     outcome = run(p, out, gpus=config.get("gpus", 1), address=address, show_progress=not quiet,
                   offload=config.get("offload", False), cache=_cache(config.get("cache")),
-                  job_id=recorded.job["id"] if recorded else None, config=config)
+                  job_id=recorded.job["id"] if recorded else None, config=config, wait=wait)
     if outcome.episode:
         typer.echo(str(outcome.episode.resolve()))
     if outcome.error:
@@ -103,6 +105,21 @@ def _render(config: dict, out: Path, quiet: bool) -> None:
                    f"(see {JobFolder(out).manifest})", err=True)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+def _check_out(folder: JobFolder, source: Path, wait: bool) -> None:
+    """The output folder's problems, before Ray starts: one it must not write into, or one that another
+    render is writing into now (unless --wait)."""
+    from farm.job.lock import FolderBusy, FolderLock
+
+    refusal = folder.refusal(source)
+    if refusal:
+        raise InputError.single(folder.root, refusal)
+    if folder.lock.is_file() and not wait:
+        try:
+            FolderLock(folder.root).acquire().release()
+        except FolderBusy as e:
+            raise InputError.single(folder.root, str(e)) from None
 
 
 def _cache(setting: str | Path | None):
@@ -176,9 +193,17 @@ def report(
 ) -> None:
     """Rebuild OUT/report.html and OUT/contact_sheet.png from OUT's plan, manifest, ledger and shots,
     without rendering; prints the report's path."""
+    from farm.job.lock import FolderBusy, FolderLock
     from farm.report.report import Thresholds, write_report
 
-    typer.echo(str(write_report(out, Thresholds(min_similarity, max_flicker, max_jump)).resolve()))
+    if not out.is_dir():
+        raise InputError.single(out, "not a folder")
+    try:
+        with FolderLock(out):   # not while a render writes here
+            path = write_report(out, Thresholds(min_similarity, max_flicker, max_jump))
+    except FolderBusy as e:
+        raise InputError.single(out, str(e)) from None
+    typer.echo(str(path.resolve()))
 
 
 def status(

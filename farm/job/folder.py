@@ -5,6 +5,7 @@ The output folder is a contract (DESIGN.md, README): the CLI, the job, delivery,
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,5 +75,32 @@ class JobFolder:
     def contact_sheet(self) -> Path:
         return self.root / "contact_sheet.png"
 
+    @property
+    def lock(self) -> Path:
+        return self.root / ".sakuga.lock"
+
     def has_ledger(self) -> bool:
         return self.ledger.is_file()
+
+    def refusal(self, source: Path | None = None) -> str | None:
+        """Why sakuga must not render here, or None: not a folder; the input's own folder; a folder
+        holding files sakuga did not write (a sakuga output folder, with its ledger, is fine)."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            return "--out must be a folder"
+        existing = next(p for p in (root, *root.parents) if p.exists())
+        if not existing.is_dir():
+            return f"--out cannot be made: {existing} is a file, not a folder"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"--out cannot be written: no permission in {existing}"
+        if source is not None and root.exists() and root.resolve() == Path(source).resolve().parent:
+            return "--out is the storyboard's own folder: renders go into a folder of their own"
+        if not root.is_dir() or self.has_ledger():
+            return None
+        # without a ledger nothing here is sakuga's but the lock (a job writes its ledger first of all),
+        # however its names look: a `report.html` of the user's own is not ours to replace
+        foreign = sorted(p.name for p in root.iterdir() if p.name != self.lock.name and not p.name.startswith(".tmp-"))
+        if foreign:
+            return (f"this folder holds files sakuga did not write ({', '.join(foreign[:3])}"
+                    f"{', ...' if len(foreign) > 3 else ''}): render into a new or empty folder")
+        return None

@@ -20,12 +20,14 @@ from typing import Protocol
 import numpy as np
 
 from farm.scheduling.policy import Task
+from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Plan, Segment
 
 from .cache import SegmentCache, bytes_sha256, file_sha256
 from .events import JobEvent
 from .folder import JobFolder
 from .ledger import AttemptRow, Ledger, LedgerWriteError
+from .lock import FolderLock
 from .publish import json_bytes, publish_json, publish_many, remove_stale_temps
 from .results import Published, SegmentResult
 from .states import JOB, JOB_ENDS, SEGMENT, SETTLED
@@ -81,6 +83,7 @@ class Job:
         self.error: str | None = None        # why the job stopped short of delivering, if it did
         self.by_id = {s.id: s for s in self.plan.segments}
         self.observers: list[JobObserver] = []
+        self.lock: FolderLock | None = None
         self._pngs: dict[str, bytes] = {}
 
     @staticmethod
@@ -97,12 +100,18 @@ class Job:
 
     # -- opening: what is already published, what the cache has -----------------------------------
 
-    def open(self, cache: SegmentCache | None) -> None:
+    def open(self, cache: SegmentCache | None, *, wait: bool = False) -> None:
+        """Take the folder (one writer at a time), then learn what is published and what the cache has.
+        InputError for a folder sakuga must not write into; FolderBusy while another writer holds it."""
+        refusal = self.folder.refusal(Path(self.config["source"]) if self.config.get("source") else None)
+        if refusal:
+            raise InputError.single(self.out, refusal)
+        self.lock = FolderLock(self.out).acquire(wait=wait)
+        self.ledger = Ledger(self.folder.ledger)   # first: it is what makes the folder sakuga's (refusal)
         self.folder.segments.mkdir(parents=True, exist_ok=True)
-        for folder in (self.out, self.folder.segments):   # what a crash mid-publish left behind
+        for folder in (self.out, self.folder.segments, self.folder.shots):   # what a crash mid-publish left
             remove_stale_temps(folder)
         publish_json(self.folder.plan, self.plan.to_json())
-        self.ledger = Ledger(self.folder.ledger)
         self.status = JOB.move(self.status, "running", self.id)
         self.ledger.upsert_job(self.id, source=self.config.get("source", ""), out=str(self.out),
                                priority=self.priority, config=self.config, status="running")
@@ -364,8 +373,10 @@ class Job:
         return self.ledger.attempts(self.id)
 
     def close(self) -> None:
-        if self.ledger is not None:
+        if self.ledger is not None and not self.ledger.closed:
             self.ledger.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _npy(array: np.ndarray) -> bytes:

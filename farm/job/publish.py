@@ -102,7 +102,8 @@ def publish_many(files: dict[Path, bytes]) -> None:
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> int:
-    """Delete temporaries left by an interrupted run in `folder`; return how many there were."""
+    """Delete temporaries left by an interrupted run in `folder`; return how many there were. Only the
+    folder's one writer may call it (the folder lock), or it could take another's file mid-write."""
     stale = list(Path(folder).glob(f"{TEMP_PREFIX}*"))
     for p in stale:
         if p.is_dir():

@@ -56,11 +56,12 @@ class FarmLoop:
 
     # -- jobs -----------------------------------------------------------------------------------------
 
-    def add(self, job: RunnableJob) -> None:
-        """Open `job` (what is published, what the cache has) and queue the rest."""
+    def add(self, job: RunnableJob, *, wait: bool = False) -> None:
+        """Open `job` (its folder taken, or with `wait` once free; what is published, what the cache has)
+        and queue the rest."""
         for observer in self.observers:
             job.observe(observer)
-        job.open(self.cache)
+        job.open(self.cache, wait=wait)
         self.jobs[job.id] = job
         for name, handle in build_banks(job, self.pool).items():
             self.banks[(job.id, name)] = handle

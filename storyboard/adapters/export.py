@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -44,5 +45,6 @@ def to_yaml(doc: Document, out_dir: Path) -> tuple[str, list[str]]:
                 keyframe["image"] = move(keyframe["image"])
     order = ("sakuga", "title", "model", "output", "audio", "defaults", "characters", "scenes")
     data = {k: data[k] for k in sorted(data, key=lambda k: order.index(k) if k in order else len(order))}
-    header = f"# yaml-language-server: $schema={SCHEMA_URL}\n# imported from {doc.file.name}\n"
+    # the name as a JSON string: a newline (or any character YAML reads as one) in it cannot end the comment
+    header = f"# yaml-language-server: $schema={SCHEMA_URL}\n# imported from {json.dumps(doc.file.name)}\n"
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110), absolute

@@ -110,6 +110,7 @@ def test_a_cancelled_job_ends_cancelled_and_an_interrupted_one_resumable(tmp_pat
     job.finish(None)
     with Ledger(job.folder.ledger) as ledger:
         assert ledger.job("j")["status"] == "cancelled"
+    job.close()                     # one writer per folder: the first job lets go before the next opens
     reopened = Job("j", job.plan, job.out)
     reopened.open(None)             # cancelled → running: the machine allows a resume
     a = reopened.by_id["a.0"]
