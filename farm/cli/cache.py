@@ -12,15 +12,15 @@ from storyboard.errors import InputError
 from .options import Cache
 
 app = typer.Typer(no_args_is_help=True, help="The segment cache.")
-UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_size(text: str) -> int:
-    """Bytes from `500M`, `20G`, `1.5T` or a plain number of bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*", text.lower())
+def parse_duration(text: str) -> float:
+    """Seconds from `90s`, `12h`, `30d`, `2w`."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
     if not m:
-        raise InputError.single("--max-size", f"{text!r} is not a size (e.g. 500M, 20G, 1.5T)")
-    return int(float(m.group(1)) * UNITS[m.group(2)])
+        raise InputError.single("--older-than", f"{text!r} is not a duration (e.g. 12h, 30d, 2w)")
+    return float(m.group(1)) * DURATION[m.group(2)]
 
 
 def _open(cache: Path | None):
@@ -42,11 +42,21 @@ def cache_info(cache: Cache = None) -> None:
 
 @app.command("prune")
 def cache_prune(
-    max_size: Annotated[str, typer.Option("--max-size", help="Keep at most this much (500M, 20G...): the oldest segments go first.")],
+    max_size: Annotated[str | None, typer.Option("--max-size", help="Keep at most this much (500M, 20G...): the oldest segments go first.")] = None,
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Remove segments cached longer ago than this (12h, 30d, 2w).")] = None,
     cache: Cache = None,
 ) -> None:
-    """Remove the oldest cached segments until the cache holds at most --max-size."""
-    limit = parse_size(max_size)
+    """Remove cached segments older than --older-than, then the oldest until the cache holds at most
+    --max-size. Renders that used a segment keep their own copy."""
+    if max_size is None and older_than is None:
+        raise InputError.single("--max-size", "say what to prune: --max-size SIZE and/or --older-than AGE")
+    from farm.job.cache import parse_size
+
+    try:
+        limit = parse_size(max_size) if max_size is not None else None
+    except ValueError as e:
+        raise InputError.single("--max-size", str(e)) from None
+    age = parse_duration(older_than) if older_than is not None else None
     store = _open(cache)
-    removed = store.prune(limit)
+    removed = store.prune(limit, age)
     typer.echo(f"{store.root}: removed {removed} segments; {len(store.entries())} left, {_gb(store.size_bytes())}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,10 +24,25 @@ from farm.job.publish import (
     publish_many,
 )
 
+logger = logging.getLogger(__name__)
+
 _HASH = re.compile(r"[0-9a-f]{64}")
 FILES = {".mp4": "segment.mp4", ".png": "segment.png"}
 ENTRY = "entry.json"
 STALE_TEMP_S = 24 * 3600
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `500M`, `20G`, `1.5T` or a plain number of bytes; ValueError otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"{text!r} is not a size (e.g. 500M, 20G, 1.5T)")
+    return int(float(m.group(1)) * 1000 ** " kmgt".index(m.group(2) or " "))
+
+
+def default_cache_cap() -> int:
+    """The cache's automatic cap: $SAKUGA_CACHE_MAX_SIZE, else 200 GB (pruned oldest first after each job)."""
+    return parse_size(os.environ.get("SAKUGA_CACHE_MAX_SIZE", "200G"))
 
 
 def default_cache_dir() -> Path:
@@ -104,8 +120,11 @@ class SegmentCache:
             if entry["hash"] != hash or any(file_sha256(p) != sha256[ext] for ext, p in paths.items()):
                 raise ValueError("damaged")
             record = entry["record"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
             shutil.rmtree(folder, ignore_errors=True)   # damaged: the segment is rendered again
+            return None
+        except OSError as e:   # EIO, a permission, a stale NFS handle: maybe transient, the entry may be fine
+            logger.warning("%s: not readable now (%s); rendering instead, the entry is kept", folder, e)
             return None
         return {"record": record, "files": paths, "sha256": sha256}
 
@@ -133,15 +152,18 @@ class SegmentCache:
     def size_bytes(self) -> int:
         return sum(_entry_size(e) for e in self.entries())
 
-    def prune(self, max_bytes: int) -> int:
-        """Remove the oldest entries until the cache holds at most `max_bytes`; returns how many went."""
+    def prune(self, max_bytes: int | None = None, older_than_s: float | None = None) -> int:
+        """Remove entries created more than `older_than_s` ago, then the oldest until the cache holds at
+        most `max_bytes`; returns how many went. Renders that took an entry keep their own links."""
         self._remove_stale_temps()
         entries = sorted((_created(e), e) for e in self.entries())
         sizes = {e: _entry_size(e) for _, e in entries}
         size, removed = sum(sizes.values()), 0
-        for _, e in entries:
-            if size <= max_bytes:
-                break
+        cutoff = time.time() - older_than_s if older_than_s is not None else None
+        for created, e in entries:
+            old = cutoff is not None and created < cutoff
+            if not old and (max_bytes is None or size <= max_bytes):
+                continue
             shutil.rmtree(e, ignore_errors=True)
             size -= sizes[e]
             removed += 1

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 from farm.delivery.deliver import deliver
-from farm.job.cache import SegmentCache
+from farm.job.cache import SegmentCache, default_cache_cap
 from farm.job.job import JobObserver
 from farm.job.ledger import LedgerWriteError
 from farm.job.results import SegmentResult
@@ -283,3 +283,16 @@ class FarmLoop:
                 logger.error("%s: %s", job.id, error)
         job.finish(episode, error)
         job.close()
+        self._trim_cache()
+
+    def _trim_cache(self) -> None:
+        """The cache's automatic cap (oldest entries first), after each job; it never fails a render."""
+        if self.cache is None:
+            return
+        try:
+            removed = self.cache.prune(default_cache_cap())
+        except (OSError, ValueError) as e:
+            logger.warning("segment cache %s not trimmed: %s", self.cache.root, e)
+            return
+        if removed:
+            logger.info("segment cache %s: %d oldest segments removed to stay under its cap", self.cache.root, removed)

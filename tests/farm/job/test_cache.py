@@ -256,3 +256,66 @@ def test_cache_info_and_prune_from_the_command_line(tmp_path, sakuga):
     assert cache.get(h("oldest")) is None and cache.get(h("newest")) is not None
     bad = sakuga("cache", "prune", "--max-size", "lots", "--cache", tmp_path / "c")
     assert bad.exit_code == 2 and "--max-size" in bad.stderr and "not a size" in bad.stderr
+
+
+def test_prune_by_age_and_size_together(tmp_path):
+    cache = SegmentCache(tmp_path)
+    now = cache_mod.time.time()
+    for name, age_days in [("ancient", 40), ("old", 10), ("new", 0)]:
+        cache.put(h(name), {".mp4": MP4, ".png": PNG}, {})
+        entry_json = entry_dir(tmp_path, h(name)) / "entry.json"
+        entry_json.write_text(json.dumps({**json.loads(entry_json.read_text()), "created": now - age_days * 86400}))
+    assert cache.prune(older_than_s=30 * 86400) == 1 and cache.get(h("ancient")) is None
+    one = cache.size_bytes() // 2
+    assert cache.prune(one, older_than_s=30 * 86400) == 1
+    assert cache.get(h("old")) is None and cache.get(h("new")) is not None
+
+
+def test_a_transient_read_error_never_deletes_a_good_entry(tmp_path, monkeypatch):
+    cache = SegmentCache(tmp_path)
+    cache.put(h("a"), {".mp4": MP4, ".png": PNG}, {"render_s": 1.0})
+    real = cache_mod.file_sha256
+
+    def flaky(path):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cache_mod, "file_sha256", flaky)
+    assert cache.get(h("a")) is None                   # not usable now: render instead...
+    monkeypatch.setattr(cache_mod, "file_sha256", real)
+    assert cache.get(h("a"))["record"] == {"render_s": 1.0}   # ...but the entry is still there
+    (entry_dir(tmp_path, h("a")) / "segment.png").unlink()    # a missing file is damage: removed
+    assert cache.get(h("a")) is None and not entry_dir(tmp_path, h("a")).exists()
+
+
+def test_the_cache_is_trimmed_to_its_cap_after_each_job(tmp_path, monkeypatch, FakePool):
+    from farm.job.job import Job
+    from farm.run.loop import FarmLoop
+    from storyboard.load import load
+    from storyboard.plan import build_plan
+
+    cache = SegmentCache(tmp_path / "cache")
+    for i in range(3):                                  # entries from earlier renders, the oldest first
+        cache.put(h(f"old{i}"), {".mp4": MP4, ".png": PNG}, {})
+        entry_json = entry_dir(tmp_path / "cache", h(f"old{i}")) / "entry.json"
+        entry_json.write_text(json.dumps({**json.loads(entry_json.read_text()), "created": 1000.0 + i}))
+    monkeypatch.setenv("SAKUGA_CACHE_MAX_SIZE", str(2 * (len(MP4) + len(PNG)) + 10_000))
+    (tmp_path / "sb.yaml").write_text("sakuga: 1\ntitle: Cap\nmodel: noop\noutput: {width: 64, height: 64, fps: 16}\n"
+                                      "scenes:\n  - id: one\n    shots:\n      - {id: a, frames: 17, prompt: a}\n")
+    loop = FarmLoop(FakePool([1]), cache=cache, observers=())
+    loop.add(Job("j", build_plan(load(tmp_path / "sb.yaml")), tmp_path / "out"))
+    loop.run()
+    assert cache.size_bytes() <= 2 * (len(MP4) + len(PNG)) + 10_000
+    assert cache.get(h("old0")) is None                 # the oldest went first
+    assert (tmp_path / "out" / "segments" / "a.0.mp4").is_file()
+
+
+def test_cache_prune_by_age_from_the_command_line(tmp_path, sakuga):
+    cache = SegmentCache(tmp_path / "c")
+    cache.put(h("a"), {".mp4": MP4, ".png": PNG}, {})
+    entry_json = entry_dir(tmp_path / "c", h("a")) / "entry.json"
+    entry_json.write_text(json.dumps({**json.loads(entry_json.read_text()), "created": 1000.0}))
+    result = sakuga("cache", "prune", "--older-than", "30d", "--cache", tmp_path / "c")
+    assert result.exit_code == 0 and "removed 1 segments; 0 left" in result.stdout
+    assert sakuga("cache", "prune", "--cache", tmp_path / "c").exit_code == 2
+    bad = sakuga("cache", "prune", "--older-than", "soon", "--cache", tmp_path / "c")
+    assert bad.exit_code == 2 and "--older-than" in bad.stderr
