@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
+from storyboard.errors import InputError
+
 from .options import (
     Address,
     Deliver,
     EngineAlias,
+    Insecure,
     Master,
     Model,
     Priority,
@@ -29,6 +32,7 @@ def submit(
     model: Model = None,
     engine: EngineAlias = None,
     deliver: Deliver = None,
+    insecure: Insecure = False,
 ) -> None:
     """Submit a render to the studio cluster's queue (Ray Job API); prints the job id."""
     from farm.cluster.client import submit as send
@@ -36,7 +40,21 @@ def submit(
     level = priority(priority_)
     preset = model_name(model, engine)
     _, p = load(file, preset, None)
-    typer.echo(send(file, p, address=address, priority=level, out=out, model=preset, deliver=masters(deliver)))
+    typer.echo(send(file, p, address=address, priority=level, out=cluster_out(out), model=preset,
+                    deliver=masters(deliver), insecure=insecure))
+
+
+def cluster_out(out: str | None) -> str | None:
+    """Where the output goes on the cluster, said back to the user: an absolute path as given; a
+    relative one under the farm's root there (~/sakuga/jobs/), never under Ray's temporary folders."""
+    if out is None:
+        return None
+    path = Path(out)
+    if ".." in path.parts:
+        raise InputError.single("--out", f"{out!r} leaves the farm's root: give an absolute path or a plain name")
+    if not path.is_absolute():
+        typer.echo(f"note: the output goes to ~/sakuga/jobs/{path.as_posix()} on the cluster", err=True)
+    return out
 
 
 def run_job(
@@ -56,28 +74,28 @@ def run_job(
     raise typer.Exit(follow(p, file, job_id, priority_, out, preset, masters(deliver)))
 
 
-def jobs(address: Address = None) -> None:
+def jobs(address: Address = None, insecure: Insecure = False) -> None:
     """List the cluster's sakuga jobs."""
     from farm.cluster.client import sakuga_jobs
 
-    for j in sorted(sakuga_jobs(address), key=lambda j: j.start_time or 0):
+    for j in sorted(sakuga_jobs(address, insecure), key=lambda j: j.start_time or 0):
         meta = j.metadata or {}
         typer.echo(f"{j.submission_id:<32} {str(j.status.value if hasattr(j.status, 'value') else j.status):<10} "
                    f"priority {meta.get('priority', '0'):>4}  {meta.get('source', '')}")
 
 
-def logs(job: str, address: Address = None) -> None:
+def logs(job: str, address: Address = None, insecure: Insecure = False) -> None:
     """Print a cluster job's log (its progress lines)."""
     from farm.cluster.client import call
 
-    typer.echo(call(address, "get_job_logs", job), nl=False)
+    typer.echo(call(address, "get_job_logs", job, insecure=insecure), nl=False)
 
 
-def cancel(job: str, address: Address = None) -> None:
+def cancel(job: str, address: Address = None, insecure: Insecure = False) -> None:
     """Cancel a cluster job: its running segments stop, published ones stay."""
     from farm.cluster.client import call
 
-    stopped = call(address, "stop_job", job)
+    stopped = call(address, "stop_job", job, insecure=insecure)
     typer.echo(f"{job}: {'cancelling' if stopped else 'already finished'}")
 
 

@@ -17,6 +17,7 @@ NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither reuse nor sto
 Wait = Annotated[bool, typer.Option("--wait", help="If another render is writing into OUT, wait for it to finish instead of stopping.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard of the cluster (default $RAY_ADDRESS, else http://127.0.0.1:8265).")]
+Insecure = Annotated[bool, typer.Option("--insecure", help="Use a cluster that does not require a token (anyone who reaches it can run code there).")]
 Priority = Annotated[str, typer.Option("--priority", help="low, normal, high, urgent or an integer (higher goes first).")]
 Gpus = Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers (logical GPUs on a CPU machine).")]
 

@@ -17,6 +17,7 @@ from .options import (
     Deliver,
     EngineAlias,
     Gpus,
+    Insecure,
     Model,
     NoCache,
     Priority,
@@ -143,6 +144,7 @@ def batch(
     cache: Cache = None,
     no_cache: NoCache = False,
     deliver: Deliver = None,
+    insecure: Insecure = False,
 ) -> None:
     """Queue many files (overnight PV batches). With --address they join the cluster's queue at
     PRIORITY, filling idle GPUs while more urgent jobs go first; else they render here together."""
@@ -163,9 +165,11 @@ def batch(
     if address:
         from farm.cluster.client import submit as send
 
+        from .cluster import cluster_out
+
         for f, p in zip(files, plans):
-            typer.echo(send(f, p, address=address, priority=level, out=str(out / f.stem), model=preset,
-                            deliver=masters(deliver)))
+            typer.echo(send(f, p, address=address, priority=level, out=cluster_out(str(out / f.stem)), model=preset,
+                            deliver=masters(deliver), insecure=insecure))
         return
     from farm.api.embedded import render_jobs
     from farm.api.protocol import JobRequest
@@ -209,6 +213,7 @@ def report(
 def status(
     target: Annotated[str, typer.Argument(help="A render's output folder (reads its ledger), or a cluster job id.")],
     address: Address = None,
+    insecure: Insecure = False,
 ) -> None:
     """Per-job and per-segment state with ETA: from OUT/ledger.sqlite, or from the cluster for a job id."""
     if JobFolder(Path(target)).has_ledger():
@@ -218,7 +223,7 @@ def status(
         return
     from farm.cluster.status import cluster_status
 
-    typer.echo(cluster_status(address, target))
+    typer.echo(cluster_status(address, target, insecure))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from farm.job.job import Job
@@ -26,16 +28,36 @@ def address_or_default(address: str | None) -> str:
     return address if "://" in address else f"http://{address}"
 
 
-def client(address: str | None):
+def client(address: str | None, insecure: bool = False):
     if "RAY_AUTH_MODE" not in os.environ and _token_available():
         os.environ["RAY_AUTH_MODE"] = "token"   # send the token: the cluster may require it
     from ray.job_submission import JobSubmissionClient
 
     url = address_or_default(address)
+    if not insecure:
+        require_token_auth(url)
     try:
         return JobSubmissionClient(url)
     except Exception as e:   # noqa: BLE001 - connection, auth and version errors all end here
         raise ClusterError(f"cannot use the Ray cluster at {url}: {str(e).strip().splitlines()[0]}") from None
+
+
+def require_token_auth(url: str, timeout_s: float = 10.0) -> None:
+    """Refuse a cluster whose Job API answers without a token: anyone who reaches it could run code as
+    the farm's user. Asked with no token at all: 401 or 403 means the cluster enforces auth."""
+    request = urllib.request.Request(f"{url.rstrip('/')}/api/jobs/", method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            return
+        raise ClusterError(f"the Ray cluster at {url} answered {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise ClusterError(f"cannot use the Ray cluster at {url}: {getattr(e, 'reason', e)}") from None
+    raise ClusterError(f"the Ray cluster at {url} does not require a token: anyone who reaches it can run "
+                       "code there. Start it with RAY_AUTH_MODE=token (docs/farm.md), or pass --insecure "
+                       "to use it anyway")
 
 
 def _token_available() -> bool:
@@ -44,7 +66,7 @@ def _token_available() -> bool:
 
 
 def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: str | None,
-           model: str | None, deliver: list[str] = ()) -> str:
+           model: str | None, deliver: list[str] = (), insecure: bool = False) -> str:
     """Submit one storyboard; its folder (with every picture it names) becomes the job's working dir."""
     folder = file.resolve().parent
     outside = sorted(p for p in list(plan.assets.values()) + ([plan.audio] if plan.audio else [])
@@ -57,7 +79,7 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
     command += ["--out", out] if out else []
     command += ["--model", model] if model else []
     command += [arg for m in deliver for arg in ("--deliver", m)]
-    c = client(address)
+    c = client(address, insecure)
     try:
         return c.submit_job(entrypoint=shlex.join(command), submission_id=job_id,
                             runtime_env={"working_dir": str(folder)},
@@ -66,12 +88,12 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
         raise ClusterError(f"the cluster refused the job: {str(e).strip().splitlines()[0]}") from None
 
 
-def sakuga_jobs(address: str | None) -> list:
-    return [j for j in client(address).list_jobs() if (j.metadata or {}).get(METADATA_KEY)]
+def sakuga_jobs(address: str | None, insecure: bool = False) -> list:
+    return [j for j in client(address, insecure).list_jobs() if (j.metadata or {}).get(METADATA_KEY)]
 
 
-def call(address: str | None, method: str, job: str, *args):
-    c = client(address)
+def call(address: str | None, method: str, job: str, *args, insecure: bool = False):
+    c = client(address, insecure)
     try:
         return getattr(c, method)(job, *args)
     except RuntimeError as e:

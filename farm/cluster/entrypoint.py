@@ -25,7 +25,8 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
            deliver: list[str] = ()) -> int:
     connect(address="auto")
     check_cluster(plan)
-    folder = Path(out).expanduser() if out else Path.home() / "sakuga" / "jobs" / job_id
+    root = Path.home() / "sakuga" / "jobs"   # relative outputs live here, not in Ray's temporary folders
+    folder = (root / out if not Path(out).expanduser().is_absolute() else Path(out).expanduser()) if out else root / job_id
     folder.mkdir(parents=True, exist_ok=True)
     if plan.audio:   # the working dir goes away with this job: the soundtrack moves next to the output
         kept = folder / f"soundtrack{Path(plan.audio).suffix}"
