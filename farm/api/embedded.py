@@ -16,10 +16,12 @@ from pathlib import Path
 
 from farm.job.cache import SegmentCache
 from farm.job.events import JobEvent
+from farm.job.folder import JobFolder
 from farm.job.job import Job
 from farm.job.ledger import LedgerWriteError
 from farm.job.lock import FolderBusy
 from farm.job.publish import publish_json
+from farm.job.recorded import last_job
 from farm.run.loop import FarmLoop
 from farm.run.progress import JobProgress
 from farm.scheduling.policy import Policy
@@ -46,7 +48,9 @@ class EmbeddedFarm:
 
     def submit(self, request: JobRequest) -> JobSummary:
         with self.lock:
-            job_id = request.job_id or Job.new_id(_stem(request.plan.title))
+            # one output folder holds one job: a render into it again continues that job
+            recorded = last_job(JobFolder(request.out))
+            job_id = recorded.job["id"] if recorded else request.job_id or Job.new_id(_stem(request.plan.title))
             if job_id in self.loop.jobs and not self.loop.jobs[job_id].ended:
                 raise ValueError(f"job {job_id} is already queued")
             job = Job(job_id, request.plan, request.out, request.priority, dict(request.config), request.assets)

@@ -37,6 +37,7 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
     config = {"source": str(file), "engine": model, "priority": priority, "submitted": True,
               "deliver": sorted(deliver)}
     state = farm.submit(JobRequest(plan, folder, priority, config, assets, job_id))
+    job_id = state.id   # the folder's own job when it holds one: the same output continues it
     logger.info("%s: queued with priority %d, %d segments (%d reused), output %s", job_id, priority,
                 state.segments, state.reused, folder)
 

@@ -373,10 +373,15 @@ class Job:
         return self.ledger.attempts(self.id)
 
     def close(self) -> None:
+        """Let go of the folder and, once ended, of what only rendering needed (the pictures' bytes, the
+        last frames): a farm service keeps finished jobs for their summaries, not their megabytes."""
         if self.ledger is not None and not self.ledger.closed:
             self.ledger.close()
         if self.lock is not None:
             self.lock.release()
+        if self.ended:
+            self.assets = None
+            self._pngs.clear()
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -68,3 +68,18 @@ def test_a_cancelled_job_through_the_api_stops_and_says_so(tmp_path, FakePool):
     farm.wait()
     assert farm.job(job).summary.state == "cancelled"
     assert [e.status for e in farm.events(job) if e.kind == "finished"] == ["cancelled"]
+
+
+def test_the_same_output_submitted_again_continues_its_job_and_a_finished_job_lets_go_of_its_bytes(
+        tmp_path, FakePool):
+    farm = EmbeddedFarm(FakePool([1]))
+    plan = plan_of(tmp_path, "ep4", 2)
+    first = farm.submit(JobRequest(plan, tmp_path / "ep4", assets={"unused": b"x" * 1000})).id
+    farm.wait()
+    job = farm.loop.jobs[first]
+    assert job.assets is None and job._pngs == {}          # nothing but the summary is kept
+    again = farm.submit(JobRequest(plan, tmp_path / "ep4", job_id="a-new-id"))
+    assert again.id == first and again.reused == 2          # the folder's job, its segments kept
+    farm.wait()
+    with Ledger(tmp_path / "ep4" / "ledger.sqlite") as ledger:
+        assert [j["id"] for j in ledger.jobs()] == [first]
