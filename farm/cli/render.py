@@ -30,6 +30,9 @@ from .options import (
 )
 
 
+MAX_LOCAL_GPUS = 64   # logical GPUs of a local farm: one worker process each, started up front
+
+
 def render(
     file: Path,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
@@ -61,20 +64,35 @@ def resume(
     out: Annotated[Path, typer.Argument(help="Output folder of an interrupted render.")],
     quiet: Quiet = False,
     wait: Wait = False,
+    address: Annotated[str | None, typer.Option("--address", help="Join this Ray cluster (the ledger's is not used unless given again).")] = None,
+    asset_root: AssetRoots = None,
+    cache: Cache = None,
+    no_cache: NoCache = False,
 ) -> None:
-    """Continue an interrupted render from OUT/ledger.sqlite: only segments not published are rendered."""
+    """Continue an interrupted render from OUT/ledger.sqlite: only segments not published are rendered.
+    The storyboard, model, GPUs and masters come from the ledger; where to connect, which folders
+    pictures may come from and which cache to use come from this command line only (a ledger is a file
+    anyone who can write the folder can edit)."""
     from farm.job.recorded import last_job
 
     folder = JobFolder(out)
     if not folder.has_ledger():
         raise InputError.single(out, "no ledger.sqlite here: not the output folder of a sakuga render")
     recorded = last_job(folder)
-    config = (recorded.job.get("config") or {}) if recorded else {}
+    config = dict((recorded.job.get("config") or {}) if recorded else {})
     if not config.get("source"):
         raise InputError.single(folder.ledger, "the ledger records no render to resume")
     if not Path(config["source"]).is_file():
         raise InputError.single(config["source"], f"the storyboard this render was started from is gone "
                                                   f"(recorded in {folder.ledger})")
+    given = {"address": address, "asset_roots": [str(p.resolve()) for p in asset_root or []],
+             "cache": None if no_cache else str(cache.resolve()) if cache else
+             config.get("cache") if config.get("cache") in (None, "default") else "default"}
+    for key, value in given.items():
+        if config.get(key) not in (None, [], "default", value):
+            typer.echo(f"note: the ledger recorded {key} {config.get(key)!r}; resume uses only what this command "
+                       f"line gives ({value!r})", err=True)
+    config.update(given)
     _render(config, out, quiet, wait)
 
 
@@ -83,6 +101,9 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
     from farm.job.recorded import last_job
 
     file, address = Path(config["source"]), config.get("address")
+    if not address and config.get("gpus", 1) > MAX_LOCAL_GPUS:
+        raise InputError.single("--gpus", f"{config['gpus']} workers on one machine: a local farm runs at most "
+                                          f"{MAX_LOCAL_GPUS} (a cluster gets as many as it has, with --address)")
     _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])])
     _check_out(JobFolder(out), file, wait)
     if not address:   # a local run loads the weights here; a cluster's workers are asked instead
@@ -150,6 +171,8 @@ def batch(
     PRIORITY, filling idle GPUs while more urgent jobs go first; else they render here together."""
     level = priority(priority_)
     preset = model_name(model, engine)
+    if not address and gpus > MAX_LOCAL_GPUS:
+        raise InputError.single("--gpus", f"{gpus} workers on one machine: a local batch runs at most {MAX_LOCAL_GPUS}")
     plans, problems = [], []
     stems = [f.stem for f in files]
     for f in files:

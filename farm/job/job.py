@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
+class InputChanged(OSError):
+    """A picture's bytes are not the ones validation saw."""
+
+
 class JobObserver(Protocol):
     """Told every event of a job's life (progress, the farm API's event log, the report)."""
 
@@ -181,7 +185,16 @@ class Job:
 
     def images_for(self, seg: Segment) -> dict[ImageRef, bytes]:
         refs = [c.image for c in seg.conditions] + [r for ch in seg.characters for r in ch.refs]
-        return {ref: self.last_png(ref.ref) if ref.kind == "segment" else self.asset(ref.ref) for ref in refs}
+        return {ref: self.last_png(ref.ref) if ref.kind == "segment" else self.picture(ref) for ref in refs}
+
+    def picture(self, ref: ImageRef) -> bytes:
+        """A storyboard picture, exactly as validated: one whose bytes changed since (swapped, or being
+        edited) raises InputChanged rather than render, and be cached under the old hash, another."""
+        data = self.asset(ref.ref)
+        if bytes_sha256(data) != ref.sha256:
+            raise InputChanged(f"{self.plan.assets.get(ref.ref, ref.ref)} changed since it was validated; "
+                               "validate and render again")
+        return data
 
     def asset(self, ref: str) -> bytes:
         """A picture's bytes: shipped with a submitted job, else read once from disk."""

@@ -39,7 +39,12 @@ def build_banks(job: RunnableJob, pool: Pool) -> dict[str, Any]:
                 for ch in s.characters for r in ch.refs}
         if not cast:
             continue
-        wanted = [(cid, sha, job.asset(ref.ref)) for (cid, sha), ref in sorted(cast.items())]
+        wanted = []
+        for (cid, sha), ref in sorted(cast.items()):
+            try:
+                wanted.append((cid, sha, job.picture(ref)))
+            except OSError as e:   # gone or changed: its segments fail when they are dispatched, saying so
+                logger.warning("%s: %s", job.id, e)
         encoded = pool.encode_bank(preset, wanted, list(bank.rows))
         if encoded is None or encoded[0] is None:
             continue

@@ -40,3 +40,32 @@ def test_quiet_keeps_only_warnings_and_verbose_tells_about_workers(ray_cluster, 
     assert quiet.exit_code == 0 and "reused" not in quiet.stderr
     verbose = sakuga("--verbose", "render", sb, "--out", tmp_path / "fresh", "--no-cache", "-q")
     assert verbose.exit_code == 0 and "worker_started" in verbose.stderr
+
+
+def test_gpus_beyond_a_local_farm_are_refused_before_ray_starts(tmp_path, sakuga):
+    sb = tmp_path / "sb.yaml"
+    sb.write_text(STORYBOARD)
+    for command in (["render", sb, "--out", tmp_path / "out"], ["batch", sb, "--out", tmp_path / "many"]):
+        result = sakuga(*command, "--gpus", "4096")
+        assert result.exit_code == 2 and result.stderr.startswith("--gpus:1:1: error: 4096 workers on one machine")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "many").exists()
+
+
+def test_resume_takes_where_to_connect_and_which_folders_to_trust_from_its_command_line(ray_cluster, tmp_path,
+                                                                                        sakuga):
+    from farm.job.ledger import Ledger
+
+    sb = tmp_path / "sb.yaml"
+    sb.write_text(STORYBOARD.replace("title: Options", "title: Options\nmodel: noop"))
+    out = tmp_path / "out"
+    assert sakuga("render", sb, "--out", out, "--no-cache", "-q").exit_code == 0
+    with Ledger(out / "ledger.sqlite") as ledger:   # a ledger edited by someone who can write the folder
+        job = ledger.jobs()[-1]
+        ledger.upsert_job(job["id"], source=job["source"], out=job["out"], status="interrupted",
+                          config={**job["config"], "address": "http://127.0.0.1:9", "asset_roots": ["/etc"],
+                                  "cache": str(tmp_path / "elsewhere")})
+    result = sakuga("resume", out, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert "the ledger recorded address 'http://127.0.0.1:9'" in result.stderr
+    assert "asset_roots ['/etc']" in result.stderr and "elsewhere" in result.stderr
+    assert not (tmp_path / "elsewhere").exists()

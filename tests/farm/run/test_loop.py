@@ -140,3 +140,23 @@ def test_the_loop_never_runs_two_attempts_on_one_gpu(tmp_path, monkeypatch, node
     job = Job("j", plan_of(tmp_path, monkeypatch, degrees=(1, 2)), tmp_path / "out")
     run(pool, job)
     assert busy_twice == [] and job.status == "done"
+
+
+def test_a_picture_swapped_after_validation_fails_its_shot_cleanly(tmp_path, monkeypatch, FakePool):
+    from PIL import Image
+
+    monkeypatch.setenv("SAKUGA_MODELS", str(tmp_path))
+    name = preset(tmp_path, [1])
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "board.png")
+    (tmp_path / "sb.yaml").write_text(
+        f"sakuga: 1\ntitle: Swap\nmodel: {name}\noutput: {{width: 64, height: 64, fps: 16}}\nscenes:\n"
+        "  - id: one\n    shots:\n      - {id: a, frames: 17, prompt: a, start: board.png}\n"
+        "      - {id: c, frames: 17, prompt: c}\n")
+    plan = build_plan(load(tmp_path / "sb.yaml"))
+    Image.new("RGB", (32, 32), (30, 30, 200)).save(tmp_path / "board.png")   # swapped after validation
+    pool = FakePool([1])
+    job = Job("j", plan, tmp_path / "out")
+    run(pool, job)
+    assert job.state["a.0"].status == "failed" and "changed since it was validated" in job.state["a.0"].error
+    assert job.state["c.0"].status == "published"
+    assert all(c.seg.id != "a.0" for c in pool.calls)      # never rendered from the other picture
