@@ -30,6 +30,7 @@ from .ledger import AttemptRow, Ledger, LedgerWriteError
 from .lock import FolderLock
 from .publish import json_bytes, publish_json, publish_many, remove_stale_temps
 from .results import Published, SegmentResult
+from .segments import InputChanged, SegmentState
 from .states import JOB, JOB_ENDS, SEGMENT, SETTLED
 
 logger = logging.getLogger(__name__)
@@ -37,31 +38,10 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
-class InputChanged(OSError):
-    """A picture's bytes are not the ones validation saw."""
-
-
 class JobObserver(Protocol):
     """Told every event of a job's life (progress, the farm API's event log, the report)."""
 
     def __call__(self, job: Job, event: JobEvent) -> None: ...
-
-
-@dataclass
-class SegmentState:
-    """What this run knows of one segment."""
-    status: str = "pending"
-    attempts: int = 0                    # recorded in the ledger, over every run
-    tries: int = 0                       # in this run: at most MAX_ATTEMPTS
-    error: str | None = None
-    origin: str | None = None            # rendered, cache, resumed
-    published: Published | None = None
-
-    def row(self) -> dict:
-        """The manifest's view: what was recorded, then status, error, attempts and origin."""
-        record = asdict(self.published) if self.published else {}
-        return {**record, "status": "done" if self.status == "published" else self.status, "error": self.error,
-                "attempts": self.attempts, "origin": self.origin}
 
 
 @dataclass
