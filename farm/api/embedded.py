@@ -36,12 +36,14 @@ logger = logging.getLogger(__name__)
 
 class EmbeddedFarm:
     def __init__(self, pool: Pool, *, cache: SegmentCache | None = None, offload: bool = False,
-                 scheduler: Policy | None = None, progress: Callable[[Job], JobProgress | None] | None = None):
+                 scheduler: Policy | None = None, progress: Callable[[Job], JobProgress | None] | None = None,
+                 observers: tuple = ()):
         self.pool = pool
         self.gpus = sum(pool.nodes)
         self.loop = FarmLoop(pool, scheduler=scheduler, cache=cache, offload=offload)
         self.events_log = views.EventLog()
         self.make_progress = progress or (lambda job: None)
+        self.observers = observers        # told every job's events too (the service's registry)
         self.lock = threading.RLock()   # the service calls in from other threads while the loop runs
 
     # -- the API ------------------------------------------------------------------------------------
@@ -55,6 +57,8 @@ class EmbeddedFarm:
                 raise ValueError(f"job {job_id} is already queued")
             job = Job(job_id, request.plan, request.out, request.priority, dict(request.config), request.assets)
             job.observe(self.events_log)
+            for observer in self.observers:
+                job.observe(observer)
             progress = self.make_progress(job)
             if progress is not None:
                 job.observe(progress)

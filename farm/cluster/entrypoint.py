@@ -49,7 +49,10 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
     signal.signal(signal.SIGTERM, stop)
     seen = 0
     while True:
-        for line in farm.lines(job_id, seen):
+        lines = farm.lines(job_id, seen)
+        if not lines and seen and not farm.lines(job_id, 0):   # a restarted service has new lines only
+            seen = 0
+        for line in lines:
             logger.info("%s", line)
             seen += 1
         state = farm.job(job_id).summary

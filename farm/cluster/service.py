@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import ray
@@ -23,13 +24,16 @@ from farm.job.events import JobEvent
 from farm.run.progress import JobProgress
 from farm.workers.pool import WorkerPool
 
+from .registry import Registry
+
 logger = logging.getLogger(__name__)
 
 NAME = "sakuga-farm"
 NAMESPACE = "sakuga"
 
 
-@ray.remote(num_cpus=0, max_concurrency=16)
+# restarted by Ray when its process dies; calls in flight then fail and callers retry (ServiceFarm)
+@ray.remote(num_cpus=0, max_concurrency=16, max_restarts=-1)
 class FarmService:
     def __init__(self, gpus: int | None = None, cache: str | None = "default"):
         # the actor's stdout is its log: the farm's lines go there
@@ -40,9 +44,26 @@ class FarmService:
         self.gpus = gpus or int(ray.cluster_resources().get("GPU", 0))
         self.lines: dict[str, list[str]] = {}
         store = None if cache is None else SegmentCache(default_cache_dir() if cache == "default" else Path(cache))
+        self.registry = Registry()
         self.farm = EmbeddedFarm(WorkerPool(self.gpus), cache=store, progress=lambda job: JobProgress(
-            job, gpus=self.gpus, enabled=False, log=self.lines.setdefault(job.id, []).append))
+            job, gpus=self.gpus, enabled=False, log=self.lines.setdefault(job.id, []).append),
+            observers=(self._forget_when_finished,))
+        self._resume_queue()
         threading.Thread(target=self._loop, name="farm-loop", daemon=True).start()
+
+    def _resume_queue(self) -> None:
+        """After a restart: every job accepted and not finished, again, from its ledger."""
+        for job_id, request in self.registry.unfinished():
+            try:
+                self.farm.submit(replace(request, job_id=job_id))
+                logger.info("%s: resumed after the farm service restarted", job_id)
+            except Exception as e:   # noqa: BLE001 - one job that cannot resume must not stop the others
+                logger.error("%s: cannot resume (%s)", job_id, e)
+                self.registry.done(job_id)
+
+    def _forget_when_finished(self, job, event) -> None:
+        if event.kind == "finished":
+            self.registry.done(job.id)
 
     def _loop(self) -> None:
         while True:
@@ -58,7 +79,13 @@ class FarmService:
     # -- the farm API -------------------------------------------------------------------------------
 
     def submit(self, request: JobRequest) -> JobSummary:
-        return self.farm.submit(request)
+        """Queue a job; the same job again (an entrypoint retrying across a restart) is the one queued."""
+        known = self.farm.job(request.job_id) if request.job_id else None
+        if known is not None and known.summary.state not in ("done", "failed", "cancelled"):
+            return known.summary
+        summary = self.farm.submit(request)
+        self.registry.put(summary.id, request)
+        return summary
 
     def jobs(self) -> list[JobSummary]:
         return self.farm.jobs()

@@ -62,11 +62,13 @@ def head(tmp_path_factory):
     (presets / "crawl.yaml").write_text(yaml.safe_dump(data))
     token = secrets.token_hex(16)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": token, "SAKUGA_MODELS": str(presets), "SAKUGA_CACHE": str(tmp / "cache")}
+           "RAY_AUTH_TOKEN": token, "SAKUGA_MODELS": str(presets), "SAKUGA_CACHE": str(tmp / "cache"),
+           "SAKUGA_FARM_HOME": str(tmp / "farm")}
     env.pop("RAY_ADDRESS", None)
     dashboard = free_port()
     log = open(tmp / "head.log", "wb")
-    proc = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={free_port()}",
+    gcs = free_port()
+    proc = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",
                              f"--dashboard-port={dashboard}", "--num-cpus=2", "--num-gpus=2",
                              # the session's local Ray holds the default agent ports: a second agent
                              # there cannot bind, and jobs are then refused ("No available agent")
@@ -81,7 +83,7 @@ def head(tmp_path_factory):
         while cli(client, "jobs").returncode != 0:
             assert time.time() < deadline and proc.poll() is None, (tmp / "head.log").read_text()[-3000:]
             time.sleep(1)
-        yield {"env": client, "address": address, "tmp": tmp}
+        yield {"env": client, "address": address, "tmp": tmp, "gcs": f"127.0.0.1:{gcs}"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -183,6 +185,39 @@ def test_cancel_stops_a_running_job_and_keeps_what_is_published(head, tmp_path):
         time.sleep(0.5)
     assert row["status"] == "cancelled"
     assert 1 <= counts.get("published", 0) < 12
+
+
+KILL_SERVICE = """
+import os, signal, sys
+import ray
+ray.init(address=sys.argv[1], logging_level="ERROR")
+service = ray.get_actor("sakuga-farm", namespace="sakuga")
+pid = ray.get(service.__ray_call__.remote(lambda self: os.getpid()))
+os.kill(pid, signal.SIGKILL)   # the process dies as on a crash; Ray restarts the actor
+print(pid)
+"""
+
+
+def test_the_farm_service_killed_mid_job_restarts_and_finishes_it(head, tmp_path):
+    env = head["env"]
+    sb = write_storyboard(tmp_path / "sb", "Restart", "slow", 6)
+    out = tmp_path / "out"
+    job = cli(env, "submit", sb, "--out", out).stdout.strip()
+    deadline = time.time() + 90
+    while "done (2/" not in cli(env, "logs", job).stdout:
+        assert time.time() < deadline
+        time.sleep(0.5)
+    with Ledger(out / "ledger.sqlite") as ledger:
+        published = {s["id"] for s in ledger.segments(ledger.jobs()[-1]["id"]) if s["status"] == "published"}
+    before = {sid: (out / "segments" / f"{sid}.mp4").stat() for sid in published}
+    killed = subprocess.run([sys.executable, "-c", KILL_SERVICE, head["gcs"]], env={**env, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert killed.returncode == 0, killed.stderr[-3000:]
+    assert wait_status(env, job) == "SUCCEEDED"
+    assert probe(out / "episode.mp4")["frames"] == 6 * 17
+    for sid, stat in before.items():        # published before the crash: the very same files
+        now = (out / "segments" / f"{sid}.mp4").stat()
+        assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
 
 
 TWO_NODES = """
