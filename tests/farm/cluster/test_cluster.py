@@ -188,31 +188,42 @@ def test_cancel_stops_a_running_job_and_keeps_what_is_published(head, tmp_path):
 
 
 KILL_SERVICE = """
-import os, signal, sys
+import os, signal, sqlite3, sys, time
 import ray
 ray.init(address=sys.argv[1], logging_level="ERROR")
 service = ray.get_actor("sakuga-farm", namespace="sakuga")
 pid = ray.get(service.__ray_call__.remote(lambda self: os.getpid()))
+deadline = time.time() + 90
+while True:   # mid-job: two segments published, more to come
+    db = sqlite3.connect(sys.argv[2])
+    done = db.execute("SELECT COUNT(*) FROM segments WHERE status='published'").fetchone()[0]
+    db.close()
+    if done >= 2 or time.time() > deadline:
+        break
+    time.sleep(0.2)
 os.kill(pid, signal.SIGKILL)   # the process dies as on a crash; Ray restarts the actor
-print(pid)
+print(pid, done)
 """
 
 
 def test_the_farm_service_killed_mid_job_restarts_and_finishes_it(head, tmp_path):
     env = head["env"]
-    sb = write_storyboard(tmp_path / "sb", "Restart", "slow", 6)
+    sb = write_storyboard(tmp_path / "sb", "Restart", "crawl", 6)
     out = tmp_path / "out"
     job = cli(env, "submit", sb, "--out", out).stdout.strip()
     deadline = time.time() + 90
-    while "done (2/" not in cli(env, "logs", job).stdout:
+    while not (out / "ledger.sqlite").is_file():
         assert time.time() < deadline
-        time.sleep(0.5)
-    with Ledger(out / "ledger.sqlite") as ledger:
-        published = {s["id"] for s in ledger.segments(ledger.jobs()[-1]["id"]) if s["status"] == "published"}
-    before = {sid: (out / "segments" / f"{sid}.mp4").stat() for sid in published}
-    killed = subprocess.run([sys.executable, "-c", KILL_SERVICE, head["gcs"]], env={**env, "PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+        time.sleep(0.2)
+    killed = subprocess.run([sys.executable, "-c", KILL_SERVICE, head["gcs"], str(out / "ledger.sqlite")],
+                            env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=180,
+                            cwd=ROOT)
     assert killed.returncode == 0, killed.stderr[-3000:]
+    with Ledger(out / "ledger.sqlite") as ledger:
+        segments = ledger.segments(ledger.jobs()[-1]["id"])
+    published = {s["id"] for s in segments if s["status"] == "published"}
+    assert 2 <= len(published) < 6                     # killed mid-job
+    before = {sid: (out / "segments" / f"{sid}.mp4").stat() for sid in published}
     assert wait_status(env, job) == "SUCCEEDED"
     assert probe(out / "episode.mp4")["frames"] == 6 * 17
     for sid, stat in before.items():        # published before the crash: the very same files
