@@ -91,6 +91,35 @@ COMMIT;
 _JSON = ("config", "deps", "record")
 
 
+# WAL keeps its index in shared memory, which does not work between machines: on network file systems
+# the rollback journal is the safe mode (with the folder lock making the ledger's writer one process)
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs",
+                                 "fuse.glusterfs", "lustre", "gpfs", "beegfs", "fuse.juicefs"})
+
+
+def filesystem_type(path: Path, mounts: str | None = None) -> str:
+    """The type of the file system `path` is on, from /proc/mounts (the longest mount point that holds it)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return "unknown"
+    target, best, kind = str(Path(path).resolve()), "", "unknown"
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def journal_mode(path: Path, mounts: str | None = None) -> str:
+    return "DELETE" if filesystem_type(Path(path).parent, mounts) in NETWORK_FILESYSTEMS else "WAL"
+
+
 class LedgerError(ValueError):
     """The file is not a ledger this version of sakuga can read."""
 
@@ -118,7 +147,7 @@ class Ledger:
             if version > VERSION:
                 raise LedgerError(f"{self.path}: ledger version {version} was written by a newer sakuga "
                                   f"(this one reads version {VERSION})")
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA journal_mode={journal_mode(self.path)}")
             self.db.execute("PRAGMA synchronous=FULL")   # each commit survives power loss, not just a crash
             self.db.execute("PRAGMA foreign_keys=ON")
             if version < VERSION:

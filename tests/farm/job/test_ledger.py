@@ -232,3 +232,20 @@ def test_two_ledgers_on_one_file_see_each_others_commits(tmp_path):
         assert reader.counts("j") == {"published": 1, "pending": 1}
         reader.event("note", "from the reader", job="j")          # and the other way round
         assert [e["detail"] for e in writer.events("j")] == ["from the reader"]
+
+
+def test_a_ledger_on_network_storage_uses_the_rollback_journal_and_wal_elsewhere(tmp_path):
+    from farm.job.ledger import filesystem_type, journal_mode
+
+    mounts = ("/dev/sda1 / ext4 rw 0 0\n"
+              "server:/export /studio nfs4 rw,vers=4.2 0 0\n"
+              "tmpfs /studio/scratch tmpfs rw 0 0\n"
+              "//nas/share /mnt/my\\040share cifs rw 0 0\n")
+    assert filesystem_type(Path("/studio/ep1/out"), mounts) == "nfs4"
+    assert filesystem_type(Path("/studio/scratch/out"), mounts) == "tmpfs"     # the longest mount point wins
+    assert filesystem_type(Path("/studiox/out"), mounts) == "ext4"             # a prefix of a name is not inside
+    assert filesystem_type(Path("/mnt/my share/out"), mounts) == "cifs"
+    assert journal_mode(Path("/studio/ep1/out/ledger.sqlite"), mounts) == "DELETE"
+    assert journal_mode(Path("/home/a/out/ledger.sqlite"), mounts) == "WAL"
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:    # this machine's tmp: a local file system
+        assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == journal_mode(tmp_path / "ledger.sqlite").lower()
