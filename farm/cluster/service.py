@@ -45,9 +45,9 @@ class FarmService:
         self.lines: dict[str, list[str]] = {}
         store = None if cache is None else SegmentCache(default_cache_dir() if cache == "default" else Path(cache))
         self.registry = Registry()
-        self.farm = EmbeddedFarm(WorkerPool(self.gpus), cache=store, progress=lambda job: JobProgress(
-            job, gpus=self.gpus, enabled=False, log=self.lines.setdefault(job.id, []).append),
-            observers=(self._forget_when_finished,))
+        pool = WorkerPool(self.gpus, elastic=True)   # nodes that join later get workers too
+        self.farm = EmbeddedFarm(pool, cache=store, observers=(self._forget_when_finished,), progress=lambda job: JobProgress(
+            job, gpus=self.gpus, enabled=False, log=self.lines.setdefault(job.id, []).append))
         self._resume_queue()
         threading.Thread(target=self._loop, name="farm-loop", daemon=True).start()
 

@@ -31,7 +31,7 @@ from .lock import FolderLock
 from .publish import json_bytes, publish_json, publish_many, remove_stale_temps
 from .results import Published, SegmentResult
 from .segments import InputChanged, SegmentState
-from .states import JOB, JOB_ENDS, SEGMENT, SETTLED
+from .states import JOB, JOB_ENDS, NOT_COUNTED, SEGMENT, SETTLED
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +232,9 @@ class Job:
         state.status = SEGMENT.move(state.status, "pending", seg.id)
         state.error = error
         self._tell("attempt_ended", seg, status=status, detail=error)
-        if status in ("cancelled", "interrupted"):   # not the segment's fault: it stays to be rendered
-            return False
+        if status in NOT_COUNTED:   # not the segment's fault: it stays to be rendered, the try not counted
+            state.tries -= 1
+            return status == "node-lost"
         if state.tries >= MAX_ATTEMPTS or self.cancelling:
             self.fail(seg, error)
             return False

@@ -93,6 +93,8 @@ class FarmLoop:
             self.pool.shutdown()
 
     def step(self, max_wait: float = 1.0, deliver: bool = True) -> None:
+        self.pool.refresh()
+        self._orphans()
         self._schedule()
         self._collect(max_wait)
         for job in list(self.jobs.values()) if deliver else []:
@@ -212,8 +214,12 @@ class FarmLoop:
         try:
             result = self.pool.result(call)
         except WorkerDied as e:
+            lost = e.node_lost or not self.pool.node_alive(slot)   # its node left: not the segment's fault
             self._stop(a, f"a member died rendering {a.seg.id}", replace=True, also=slot)
-            self._failed(a, "died", str(e), culprit=slot)
+            if lost:
+                self._failed(a, "node-lost", f"{slot.name}'s node left the cluster")
+            else:
+                self._failed(a, "died", str(e), culprit=slot)
         except WorkerFailed as e:
             gang = a.degree > 1   # the other members may be stuck in a collective
             self._stop(a, f"a member failed rendering {a.seg.id}", replace=gang, also=slot)
@@ -229,6 +235,14 @@ class FarmLoop:
                 a.result = result
             if not a.pending:
                 self._publish(a)
+
+    def _orphans(self) -> None:
+        """Attempts on slots the pool let go of (their node left): retried elsewhere, not counted."""
+        for a in self._attempts():
+            if any(s not in self.pool.slots for s in a.slots):
+                self._stop(a, f"{a.seg.id}: its node left", replace=True)
+                with self._isolated():
+                    self._failed(a, "node-lost", f"{a.worker}: the node left the cluster")
 
     def _expire(self, now: float) -> None:
         for a in self._attempts():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,33 +40,82 @@ def gpu_nodes() -> list[tuple[str, int]]:
 
 
 class WorkerPool:
-    def __init__(self, gpus: int, *, on_event=lambda kind, detail, worker=None: None, threads: int | None = None):
+    def __init__(self, gpus: int, *, on_event=lambda kind, detail, worker=None: None, threads: int | None = None,
+                 elastic: bool = False):
+        """`gpus` workers now; with `elastic` (the farm service), every GPU node that joins the cluster
+        later gets workers too (`refresh`). A node that leaves takes its slots with it, either way."""
         self.on_event = on_event
+        self.elastic = elastic
         self.token = secrets.token_hex(2)
         self.generation = 0
         self.slots: list[Slot] = []
+        self.nodes: list[int] = []             # GPUs per node index (0 once a node has left)
+        self.node_ids: list[str] = []
+        self.groups: list = []
+        self.pending: dict[str, tuple] = {}    # joining nodes: (placement group, GPUs, its ready() ref)
         per_node = []                      # (node id, GPUs taken there), until `gpus` are taken
         for node_id, count in gpu_nodes():
             take = min(count, gpus - sum(n for _, n in per_node))
             if take > 0:
                 per_node.append((node_id, take))
-        self.nodes = [n for _, n in per_node]
         # logical GPUs on a CPU-only machine share its cores instead of each taking them all
         self.threads = threads or int(os.environ.get("SAKUGA_WORKER_THREADS", 0)) or max(
-            1, (os.cpu_count() or 1) // max(self.nodes, default=1))
-        self.groups = [placement_group([{"GPU": 1}] * count, strategy="STRICT_PACK",
-                                       bundle_label_selector=[{"ray.io/node-id": node_id}] * count)
-                       for node_id, count in per_node]
+            1, (os.cpu_count() or 1) // max((n for _, n in per_node), default=1))
+        groups = [_node_group(node_id, count) for node_id, count in per_node]
         try:
-            ray.get([g.ready() for g in self.groups], timeout=120)
+            ray.get([g.ready() for g in groups], timeout=120)
         except ray.exceptions.GetTimeoutError:
-            self.shutdown()
+            for g in groups:
+                remove_placement_group(g)
             raise RuntimeError(f"could not reserve {gpus} GPUs on the cluster within 120 s (held by other work?)") from None
-        for index, (node_id, count) in enumerate(per_node):
-            for g in range(count):
-                slot = Slot(index, g, node_id, self.groups[index])
-                self._start(slot)
-                self.slots.append(slot)
+        for (node_id, count), group in zip(per_node, groups):
+            self._add_node(node_id, count, group)
+        self.last_refresh = time.time()
+
+    def _add_node(self, node_id: str, count: int, group) -> None:
+        index = len(self.nodes)
+        self.nodes.append(count)
+        self.node_ids.append(node_id)
+        self.groups.append(group)
+        for g in range(count):
+            slot = Slot(index, g, node_id, group)
+            self._start(slot)
+            self.slots.append(slot)
+
+    def refresh(self, every_s: float = 5.0) -> None:
+        """Take in the GPU nodes that joined (elastic pools), let go of the ones that left."""
+        if time.time() - self.last_refresh < every_s:
+            return
+        self.last_refresh = time.time()
+        alive = dict(gpu_nodes())
+        for index, node_id in enumerate(self.node_ids):
+            if self.nodes[index] and node_id not in alive:
+                self._lose_node(index, "the node left the cluster")
+        if not self.elastic:
+            return
+        for node_id, count in alive.items():
+            if node_id not in self.node_ids and node_id not in self.pending:
+                group = _node_group(node_id, count)
+                self.pending[node_id] = (group, count, group.ready())   # one ready() ref: each call makes a task
+        for node_id, (group, count, ready_ref) in list(self.pending.items()):
+            ready, _ = ray.wait([ready_ref], timeout=0)
+            if ready:
+                del self.pending[node_id]
+                self._add_node(node_id, count, group)
+                self._event("node_joined", f"{count} GPUs", node_id[:12])
+
+    def node_alive(self, slot: Slot) -> bool:
+        return slot.node_id in dict(gpu_nodes())
+
+    def _lose_node(self, index: int, why: str) -> None:
+        for slot in [s for s in self.slots if s.node == index]:
+            self.slots.remove(slot)
+            self._event("worker_lost", why, slot.name)
+        self.nodes[index] = 0
+        try:
+            remove_placement_group(self.groups[index])
+        except Exception:   # noqa: BLE001 - gone with its node
+            pass
 
     def _start(self, slot: Slot) -> None:
         self.generation += 1
@@ -86,11 +136,17 @@ class WorkerPool:
         self.on_event(kind, detail, worker)
 
     def replace(self, slot: Slot, why: str) -> None:
-        """The slot's actor died or hung: kill what is left of it and start a fresh one."""
+        """The slot's actor died or hung: kill what is left of it and start a fresh one (none when its
+        node has left: the node's slots go)."""
         try:
             ray.kill(slot.actor, no_restart=True)
         except Exception:   # noqa: BLE001 - already gone
             pass
+        if slot not in self.slots:
+            return
+        if not self.node_alive(slot):
+            self._lose_node(slot.node, f"{why}; its node left the cluster")
+            return
         self._event("worker_lost", why, slot.name)
         self._start(slot)
 
@@ -145,7 +201,7 @@ class WorkerPool:
         try:
             return ray.get(call)
         except RayActorError as e:
-            raise WorkerDied(_last_line(e)) from None
+            raise WorkerDied(_last_line(e), node_lost=_node_died(e)) from None
         except RayTaskError as e:
             raise WorkerFailed(_last_line(e), out_of_memory=isinstance(e.cause, OutOfMemory)) from None
 
@@ -161,13 +217,31 @@ class WorkerPool:
         return ray.get(slot.actor.where.remote())["pid"]
 
     def shutdown(self) -> None:
+        for group, _, _ in self.pending.values():
+            remove_placement_group(group)
         for s in self.slots:
             try:
                 ray.kill(s.actor, no_restart=True)
             except Exception:   # noqa: BLE001 - already gone
                 pass
         for g in self.groups:
-            remove_placement_group(g)
+            try:
+                remove_placement_group(g)
+            except Exception:   # noqa: BLE001 - removed with its node already
+                pass
+
+
+def _node_group(node_id: str, count: int):
+    """The node's GPUs as one STRICT_PACK placement group pinned to it by its id label."""
+    return placement_group([{"GPU": 1}] * count, strategy="STRICT_PACK",
+                           bundle_label_selector=[{"ray.io/node-id": node_id}] * count)
+
+
+def _node_died(error: Exception) -> bool:
+    """Whether an actor died with its node (Ray says so in the error), not by itself."""
+    text = str(error).lower()
+    return "node" in text and any(w in text for w in ("node has died", "node died", "node is dead",
+                                                       "raylet", "node was terminated", "node that was"))
 
 
 def _last_line(error: Exception) -> str:

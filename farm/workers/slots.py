@@ -39,7 +39,11 @@ class Slot:
 
 
 class WorkerDied(RuntimeError):
-    """The worker process is gone (killed, crashed, its node lost)."""
+    """The worker process is gone (killed, crashed, or `node_lost`: its node left the cluster)."""
+
+    def __init__(self, message: str, *, node_lost: bool = False):
+        super().__init__(message)
+        self.node_lost = node_lost
 
 
 class WorkerFailed(RuntimeError):
@@ -71,4 +75,6 @@ class Pool(Protocol):
     def result(self, call: Call) -> SegmentResult | ShareDone: ...   # WorkerDied / WorkerFailed
     def encode_bank(self, preset: Preset, wanted: list[tuple[str, str, bytes]],
                     have: list[tuple[str, str, str]]) -> tuple[str | None, CharacterBank] | None: ...
+    def refresh(self) -> None: ...   # nodes that joined get slots, nodes that left lose theirs
+    def node_alive(self, slot: Slot) -> bool: ...
     def shutdown(self) -> None: ...

@@ -107,6 +107,12 @@ class FakePool:
     def encode_bank(self, preset, wanted, have):
         return None
 
+    def refresh(self):
+        pass
+
+    def node_alive(self, slot):
+        return True
+
     def shutdown(self):
         self.shut = True
 
