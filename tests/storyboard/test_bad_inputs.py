@@ -793,7 +793,6 @@ BAD = sb("""
 
 
 def test_render_of_a_bad_storyboard_writes_nothing(tmp_path: Path, monkeypatch, sakuga):
-    pytest.importorskip("farm.driver")  # Ray, stitching and publishing; the CLI imports them before validating
     (tmp_path / "bad.yaml").write_text(BAD)
     monkeypatch.chdir(tmp_path)
     result = sakuga("render", "bad.yaml", "--out", "out", "--quiet")
@@ -804,9 +803,6 @@ def test_render_of_a_bad_storyboard_writes_nothing(tmp_path: Path, monkeypatch, 
 
 
 def test_import_of_a_bad_pv_script_writes_no_yaml(tmp_path: Path, monkeypatch, sakuga):
-    pytest.importorskip("storyboard.adapters.pvscript")
-    pytest.importorskip("storyboard.adapters.export")
-    pytest.importorskip("farm.publish")
     (tmp_path / "bad.pv").write_text("# Title\n## roof\n- [3s] first shot << previous\n- [3x] broken\n")
     monkeypatch.chdir(tmp_path)
     result = sakuga("import", "bad.pv", "-o", "out.yaml")
