@@ -41,6 +41,14 @@ def _options(
     logs.setup(verbose=verbose, quiet=quiet)
 
 
+@app.command("version")
+def version_() -> None:
+    """Print sakuga's version (what `submit` compares with the cluster's)."""
+    from farm.cluster.client import sakuga_version
+
+    typer.echo(sakuga_version())
+
+
 for group in (inputs, render, cluster):
     group.register(app)
 app.add_typer(models.app, name="models")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 import urllib.error
 import urllib.request
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from farm.job.job import Job
@@ -80,12 +82,53 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
     command += ["--model", model] if model else []
     command += [arg for m in deliver for arg in ("--deliver", m)]
     c = client(address, insecure)
+    check_runtime(c, address_or_default(address))
     try:
         return c.submit_job(entrypoint=shlex.join(command), submission_id=job_id,
                             runtime_env={"working_dir": str(folder)},
                             metadata={METADATA_KEY: "1", "priority": str(priority), "source": file.name})
     except Exception as e:   # noqa: BLE001
         raise ClusterError(f"the cluster refused the job: {str(e).strip().splitlines()[0]}") from None
+
+
+_checked: set[str] = set()   # clusters this process has seen run its sakuga (a batch asks once)
+
+
+def check_runtime(c, url: str, timeout_s: float = 120.0) -> None:
+    """Before queueing: can the cluster run this sakuga? A tiny job (no CPU reserved) prints the
+    version its nodes have; a missing or different sakuga is refused saying how to provide it."""
+    if url in _checked:
+        return
+    ours = sakuga_version()
+    how = (f"install sakuga=={ours} on every node of the cluster (its image, or pip on each), or start the "
+           "cluster with a runtime_env that installs it (docs/farm.md: ray start and KubeRay)")
+    try:
+        probe = c.submit_job(entrypoint="sakuga version", entrypoint_num_cpus=0, metadata={"sakuga-probe": "1"})
+        deadline = time.time() + timeout_s
+        while (status := str(getattr(c.get_job_status(probe), "value", c.get_job_status(probe)))) not in (
+                "SUCCEEDED", "FAILED", "STOPPED"):
+            if time.time() > deadline:
+                raise ClusterError(f"the cluster at {url} did not run a 1-second check job within {timeout_s:.0f} s "
+                                   "(no free CPU for entrypoints?)")
+            time.sleep(0.5)
+        lines = c.get_job_logs(probe).strip().splitlines()
+    except ClusterError:
+        raise
+    except Exception as e:   # noqa: BLE001 - the Job API's errors, all of them one line for the user
+        raise ClusterError(f"the cluster refused a check job: {str(e).strip().splitlines()[0]}") from None
+    last = lines[-1].strip() if lines else ""
+    if status != "SUCCEEDED":
+        raise ClusterError(f"the cluster at {url} cannot run sakuga ({last or status}): {how}")
+    if last != ours:
+        raise ClusterError(f"the cluster at {url} runs sakuga {last}, this is sakuga {ours}: {how}")
+    _checked.add(url)
+
+
+def sakuga_version() -> str:
+    try:
+        return version("sakuga")
+    except PackageNotFoundError:
+        return "dev"
 
 
 def sakuga_jobs(address: str | None, insecure: bool = False) -> list:

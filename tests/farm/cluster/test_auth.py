@@ -59,3 +59,38 @@ def test_a_cluster_that_asks_for_a_token_passes_the_check(guarded_cluster):
 def test_an_unreachable_cluster_is_one_line_not_a_traceback(sakuga):
     result = sakuga("jobs", "--address", "http://127.0.0.1:9")
     assert result.exit_code == 1 and result.stderr.startswith("error: cannot use the Ray cluster at")
+
+
+class ProbeCluster:
+    """The Job API as `check_runtime` uses it, for a cluster whose nodes answer `sakuga version` with
+    `logs` and `status` (the real head of test_cluster.py answers the passing case for real)."""
+
+    def __init__(self, status: str, logs: str):
+        self.status, self.logs, self.submitted = status, logs, []
+
+    def submit_job(self, **kwargs):
+        self.submitted.append(kwargs)
+        return "probe-1"
+
+    def get_job_status(self, job):
+        return self.status
+
+    def get_job_logs(self, job):
+        return self.logs
+
+
+def test_submit_refuses_a_cluster_without_sakuga_or_with_another_version_saying_how_to_fix_it():
+    from farm.cluster import client as cluster_client
+
+    ours = cluster_client.sakuga_version()
+    missing = ProbeCluster("FAILED", "/bin/sh: 1: sakuga: not found\n")
+    with pytest.raises(ClusterError, match=f"cannot run sakuga .*sakuga: not found.*install sakuga=={ours}"):
+        cluster_client.check_runtime(missing, "http://a")
+    older = ProbeCluster("SUCCEEDED", "0.0.1\n")
+    with pytest.raises(ClusterError, match=f"runs sakuga 0.0.1, this is sakuga {ours}"):
+        cluster_client.check_runtime(older, "http://b")
+    same = ProbeCluster("SUCCEEDED", f"{ours}\n")
+    cluster_client.check_runtime(same, "http://c")
+    cluster_client.check_runtime(same, "http://c")           # asked once per cluster
+    assert len(same.submitted) == 1 and same.submitted[0]["entrypoint"] == "sakuga version"
+    assert "sakuga-probe" in same.submitted[0]["metadata"]   # not listed by `sakuga jobs`
