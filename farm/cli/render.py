@@ -223,11 +223,12 @@ def report(
     from farm.job.lock import FolderBusy, FolderLock
     from farm.report.report import Thresholds, write_report
 
-    if not out.is_dir():
-        raise InputError.single(out, "not a folder")
+    thresholds = Thresholds(min_similarity, max_flicker, max_jump)
+    if not JobFolder(out).has_ledger():   # not a render: the report says what is missing, writing nothing
+        write_report(out, thresholds)
     try:
         with FolderLock(out):   # not while a render writes here
-            path = write_report(out, Thresholds(min_similarity, max_flicker, max_jump))
+            path = write_report(out, thresholds)
     except FolderBusy as e:
         raise InputError.single(out, str(e)) from None
     typer.echo(str(path.resolve()))

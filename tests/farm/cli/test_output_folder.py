@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from farm.job.job import Job
+from farm.job.ledger import Ledger
 from farm.job.lock import FolderBusy, FolderLock
 from storyboard.load import load
 from storyboard.plan import build_plan
@@ -50,6 +51,7 @@ def test_a_second_render_into_a_busy_folder_is_refused_naming_the_writer(tmp_pat
     holder = hold(out, 30)
     try:
         result = sakuga("render", tmp_path / "sb.yaml", "--out", out, "-q")
+        Ledger(out / "ledger.sqlite").close()          # as the render holding the folder has written
         report = sakuga("report", out)
     finally:
         holder.kill()
@@ -57,7 +59,7 @@ def test_a_second_render_into_a_busy_folder_is_refused_naming_the_writer(tmp_pat
     assert result.exit_code == 2 and f"pid {holder.pid}" in result.stderr and "--wait" in result.stderr
     assert result.stderr.startswith(f"{out}:") and "Traceback" not in result.stderr
     assert report.exit_code == 2 and "another sakuga is writing here" in report.stderr
-    assert sorted(p.name for p in out.iterdir()) == [".sakuga.lock"]       # nothing else was written
+    assert sorted(p.name for p in out.iterdir()) == [".sakuga.lock", "ledger.sqlite"]   # nothing else written
 
 
 def test_two_jobs_in_one_process_cannot_share_a_folder_and_the_lock_goes_with_its_holder(tmp_path):
