@@ -42,6 +42,7 @@ class Attack:
     kind: str                           # what the corpus covers: see KINDS
     build: Callable[[Path], At]         # writes the input (and what it refers to) into a folder
     command: str = "validate"
+    args: tuple[str, ...] = ()          # after the file
 
 
 def text_file(root: Path, name: str, text: str | bytes) -> Path:
@@ -381,6 +382,10 @@ CASES = [
     Attack("txt-pv-cp1252-coracao", "encoding", cp1252("script.txt", "## s\n- [1s] o coração bate\n", "çã")),
     Attack("anisora-cp1252-curly-apostrophe", "encoding", cp1252("prompts.txt", "fine@@a.png\nit’s raining@@a.png\n", "’")),
     Attack("anisora-utf16", "encoding", utf16),
+    Attack("import-of-a-cp1252-prompt-file", "encoding", cp1252("prompts.txt", "Pokémon@@a.png\n", "é"),
+           command="import", args=("-o", "out/storyboard.yaml")),
+    Attack("import-of-a-pv-script-with-an-escape", "control", pv_title_escape, command="import",
+           args=("-o", "storyboard.yaml")),
     Attack("storyboard-linked-to-a-secret", "links", link_to_secret),
     Attack("storyboard-link-keeps-its-folder", "links", link_keeps_its_folder),
     Attack("secret-behind-a-picture", "links", garbage_asset("image")),
@@ -407,7 +412,7 @@ def test_hostile_input_is_refused_at_its_position_and_writes_nothing(case: Attac
     at = case.build(tmp_path)
     before = files_under(tmp_path)
     monkeypatch.chdir(tmp_path)
-    result = sakuga(case.command, at.name)
+    result = sakuga(case.command, at.name, *case.args)
 
     assert result.exit_code == 2, result.output[:2000]
     assert result.stdout == ""

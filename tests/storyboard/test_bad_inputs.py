@@ -793,7 +793,7 @@ BAD = sb("""
 
 
 def test_render_of_a_bad_storyboard_writes_nothing(tmp_path: Path, monkeypatch, sakuga):
-    pytest.importorskip("farm.driver")  # Ray, stitching and publishing; the CLI imports them before validating
+    pytest.importorskip("farm.run.loop")  # Ray, stitching and publishing; the CLI imports them before validating
     (tmp_path / "bad.yaml").write_text(BAD)
     monkeypatch.chdir(tmp_path)
     result = sakuga("render", "bad.yaml", "--out", "out", "--quiet")
@@ -806,7 +806,7 @@ def test_render_of_a_bad_storyboard_writes_nothing(tmp_path: Path, monkeypatch, 
 def test_import_of_a_bad_pv_script_writes_no_yaml(tmp_path: Path, monkeypatch, sakuga):
     pytest.importorskip("storyboard.adapters.pvscript")
     pytest.importorskip("storyboard.adapters.export")
-    pytest.importorskip("farm.publish")
+    pytest.importorskip("farm.job.publish")
     (tmp_path / "bad.pv").write_text("# Title\n## roof\n- [3s] first shot << previous\n- [3x] broken\n")
     monkeypatch.chdir(tmp_path)
     result = sakuga("import", "bad.pv", "-o", "out.yaml")
