@@ -54,10 +54,13 @@ def validate(doc: Document, *, model: str | None = None, asset_roots: list[Path]
     return LoadedStoryboard(doc, sb, preset, fps, checker.files.assets)
 
 
-def _segment_count(frames: int, preset: Preset, split) -> int:
+def _segment_count(frames: int, preset: Preset) -> int:
+    """How many segments the planner makes of a shot of `frames` frames."""
+    from .plan import split_frames   # the planner's own split, so the count is the plan's
+
     try:
-        return len(split(frames, preset))
-    except ValueError:   # no split on this preset's grid: the planner says so; count one model call a length
+        return len(split_frames(frames, preset))
+    except ValueError:   # no split on this preset's grid: at least this many calls of `max_frames`
         return max(1, -(-(frames - 1) // max(1, preset.max_frames - 1)))
 
 
@@ -158,8 +161,6 @@ class _Checker:
     def job_size(self, shots, lengths: list[int | None], preset: Preset) -> None:
         """The job within `MAX_EPISODE_FRAMES` and `MAX_SEGMENTS`, each reported once, at the shot whose
         length takes the running total past it."""
-        from .plan import split_frames   # the planner's own split, so the count is the plan's
-
         frames = segments = 0
         per_length: dict[int, int] = {}
         over = set()
@@ -167,7 +168,7 @@ class _Checker:
             if shot is None or length is None:
                 continue
             if length not in per_length:
-                per_length[length] = _segment_count(length, preset, split_frames)
+                per_length[length] = _segment_count(length, preset)
             frames, segments = frames + length, segments + per_length[length]
             where = at + ("duration" if shot.duration is not None else "frames",)
             if frames > MAX_EPISODE_FRAMES and "frames" not in over:

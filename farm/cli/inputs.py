@@ -34,8 +34,8 @@ def plan(file: Path, as_json: Annotated[bool, typer.Option("--json", help="Print
     from rich.table import Table
 
     console = Console(emoji=False)   # a title's `:smile:` or `[bold` is text, not markup
-    console.print(f"[bold]{escape(p.title)}[/bold] — model {p.model} ({p.engine}), {p.width}x{p.height} @ {p.fps} fps, "
-                  f"{p.episode_frames} frames ({duration(p.episode_frames, p.fps)})")
+    console.print(f"[bold]{escape(p.title)}[/bold] — model {p.model} ({p.engine}), {p.width}x{p.height} "
+                  f"@ {p.fps} fps, {p.episode_frames} frames ({duration(p.episode_frames, p.fps)})")
     table = Table("shot", "scene", "frames", "segment", "seg frames", "deps", "conditions", "est. s")
     for shot in p.shots:
         for i, sid in enumerate(shot.segments):
