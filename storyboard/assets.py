@@ -1,25 +1,43 @@
 """Files a storyboard refers to: where a written path leads, and whether the file there decodes.
 
 A relative path must stay inside the storyboard's folder (links included); an absolute one must lie
-under an `--asset-root`. Pictures must decode with Pillow and soundtracks with PyAV, within size limits.
-Each written path is checked once; what passes becomes an `Asset` with the sha256 of its bytes.
+under an `--asset-root`. Pictures must decode with Pillow, within size limits; soundtracks are probed
+with PyAV (streams, duration, the first packets decoded), never read whole. Each written path is
+resolved once, and each real file examined once however many spellings lead to it
+(`d1/../big.png`, `./big.png`); what passes becomes an `Asset`.
+
+Messages name a file only as the storyboard writes it, and never quote what a file holds: a decoder's
+own wording is kept only where it is one of its fixed phrases.
 """
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
+import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from .text import REFUSED_IN_PATHS, describe
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_SIDE = 8192
 MAX_AUDIO_BYTES = 512 * 1024 * 1024
+AUDIO_PROBE_PACKETS = 64      # packets demuxed to find sound at the start of a soundtrack
+
+FILE = "{file}"               # where a message about a file names it: "image 'a.png'" (as written)
+# Pillow's fixed phrases worth passing on; anything else it says may quote the file's bytes
+_PILLOW_PHRASES = ("image file is truncated", "broken PNG file", "broken data stream", "not enough data",
+                   "unrecognized data stream contents", "buffer is not large enough", "decoder error")
 
 
 @dataclass(frozen=True)
 class Asset:
-    path: Path      # resolved, inside the storyboard folder or an asset root
-    sha256: str
+    path: Path                        # resolved, inside the storyboard folder or an asset root
+    sha256: str | None                # of a picture's bytes; None for a soundtrack (probed, not read)
+    duration_s: float | None = None   # a soundtrack's length, as its container gives it
 
 
 class AssetFiles:
@@ -29,7 +47,8 @@ class AssetFiles:
         self.base = base
         self.roots = [Path(os.path.realpath(r)) for r in asset_roots]
         self.assets: dict[str, Asset] = {}
-        self._checked: dict[str, str | None] = {}  # written path → error message or None
+        self._checked: dict[str, str | None] = {}               # written path → error message or None
+        self._examined: dict[tuple[Path, str], Asset | str] = {}  # (real path, kind) → asset or message
 
     def check(self, written: str, kind: str) -> str | None:
         """What is wrong with the `kind` ("image" or "audio") file written as `written`; None if nothing."""
@@ -43,6 +62,8 @@ class AssetFiles:
     def resolve(self, written: str) -> tuple[Path | None, str | None]:
         if "\0" in written:
             return None, f"path {written!r} contains a NUL character"
+        if m := REFUSED_IN_PATHS.search(written):
+            return None, f"path {written!r} contains {describe(m.group())}"
         p = Path(written)
         if p.is_absolute():
             real = Path(os.path.realpath(p))
@@ -63,28 +84,43 @@ class AssetFiles:
         real, err = self.resolve(written)
         if err:
             return err
-        try:
-            if not real.exists():
-                return f"{kind} {written!r} does not exist"
-            if not real.is_file():
-                return f"{kind} {written!r} is not a file"
-            size = real.stat().st_size
-            limit = MAX_IMAGE_BYTES if kind == "image" else MAX_AUDIO_BYTES
-            if size > limit:
-                return f"{kind} {written!r} is {size} bytes; the limit is {limit}"
-            data = real.read_bytes()
-        except OSError as e:
-            return f"cannot read {kind} {written!r}: {e.strerror or e}"
-        err = _decode_image(data) if kind == "image" else _decode_audio(real)
-        if err:
-            return f"{kind} {written!r} cannot be decoded: {err}"
-        self.assets[written] = Asset(real, hashlib.sha256(data).hexdigest())
+        key = (real, kind)
+        if key not in self._examined:
+            self._examined[key] = _examine(real, kind)
+        found = self._examined[key]
+        if isinstance(found, str):
+            return found.replace(FILE, f"{kind} {written!r}")
+        self.assets[written] = found
         return None
 
 
-def _decode_image(data: bytes) -> str | None:
-    import io
+def _examine(real: Path, kind: str) -> Asset | str:
+    """The asset at `real`, or what is wrong with it (naming the file as `FILE`)."""
+    try:
+        if not real.exists():
+            return f"{FILE} does not exist"
+        if not real.is_file():
+            return f"{FILE} is not a file"
+        limit = MAX_IMAGE_BYTES if kind == "image" else MAX_AUDIO_BYTES
+        size = real.stat().st_size
+        if size > limit:
+            return f"{FILE} is {size} bytes; the limit is {limit}"
+        if kind == "audio":
+            return _probe_audio(real)
+        with open(real, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return f"{FILE} is not a file"
+            data = f.read(limit + 1)   # the size above may have changed since
+    except OSError as e:
+        return f"cannot read {FILE}: {e.strerror or type(e).__name__}"
+    if len(data) > limit:
+        return f"{FILE} is more than {limit} bytes; the limit is {limit}"
+    if err := _decode_image(data):
+        return f"{FILE} cannot be decoded: {err}"
+    return Asset(real, hashlib.sha256(data).hexdigest())
 
+
+def _decode_image(data: bytes) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -94,18 +130,44 @@ def _decode_image(data: bytes) -> str | None:
             im.load()
     except UnidentifiedImageError:
         return "not an image in a format Pillow reads (PNG, JPEG, WebP, ...)"
+    except Image.DecompressionBombError:
+        return "too many pixels for a picture"
     except Exception as e:  # noqa: BLE001  Pillow raises many types for corrupt files; all mean "not an image"
-        return " ".join(str(e).split()) or type(e).__name__
+        said = " ".join(str(e).split())
+        phrase = next((p for p in _PILLOW_PHRASES if said.lower().startswith(p.lower())), None)
+        return phrase or "the picture is damaged, or in a form Pillow cannot decode"
     return None
 
 
-def _decode_audio(path: Path) -> str | None:
+def _probe_audio(path: Path) -> Asset | str:
+    """A soundtrack's streams and duration, and sound decoded from its first packets (never read whole)."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
-                return "no audio stream"
+                return f"{FILE} cannot be decoded: no audio stream"
+            stream = container.streams.audio[0]
+            duration = _duration(container, stream)
+            for packet in itertools.islice(container.demux(stream), AUDIO_PROBE_PACKETS):
+                if packet.decode():
+                    break
+            else:
+                return f"{FILE} cannot be decoded: no sound in its first {AUDIO_PROBE_PACKETS} packets"
     except Exception as e:  # noqa: BLE001  PyAV raises per-codec error types; all mean "not audio"
-        return " ".join(str(e).split()) or type(e).__name__
-    return None
+        # FFmpeg's own words for the error (a fixed phrase), never the file's name as PyAV resolved it
+        return f"{FILE} cannot be decoded: {getattr(e, 'strerror', None) or 'not a sound file PyAV opens'}"
+    if duration is not None and not duration > 0:
+        return f"{FILE} cannot be decoded: its audio lasts {duration} s"
+    return Asset(path, None, duration)
+
+
+def _duration(container, stream) -> float | None:
+    """Seconds the container (else the stream) says the soundtrack lasts; None when neither says."""
+    if container.duration is not None:
+        seconds = container.duration / 1_000_000   # AV_TIME_BASE
+    elif stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        return None
+    return seconds if math.isfinite(seconds) else None

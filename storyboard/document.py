@@ -5,6 +5,7 @@ problem's path (e.g. ``("scenes", 0, "shots", 2, "start")``) back to a line and 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ class Document:
 
     @property
     def base_dir(self) -> Path:
-        return self.file.resolve().parent
+        """The real path of the folder that holds the file as the user named it (when the file is a
+        link, its own folder, not the target's): relative paths start here and may not leave it."""
+        return Path(os.path.realpath(self.file.parent))
 
     def where(self, path: PathKey, *, key: bool = False) -> tuple[int, int]:
         """Line and column of the deepest known node on `path` (falls back to its ancestors)."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# A hostile 2 MiB file can hold a million mistakes; past this many, one line says how many more there are.
+MAX_PROBLEMS = 100
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -17,10 +20,18 @@ class Problem:
 
 
 class InputError(Exception):
-    """One or more problems in a user's input file, all reported at once."""
+    """One or more problems in a user's input file, all reported at once (the first `MAX_PROBLEMS`,
+    in file order, then one line counting the rest; `omitted` counts problems found but never listed)."""
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = sorted(set(problems))
+    def __init__(self, problems: list[Problem], omitted: int = 0):
+        found = sorted(set(problems))
+        shown = found[:MAX_PROBLEMS]
+        omitted += len(found) - len(shown)
+        if omitted and shown:
+            first = found[len(shown)] if len(found) > len(shown) else shown[-1]
+            shown.append(Problem(first.file, first.line, first.col,
+                                 f"{omitted:,} more problem{'s' if omitted > 1 else ''} not shown: fix the ones above first"))
+        self.problems = shown
         super().__init__("\n".join(str(p) for p in self.problems))
 
     @classmethod

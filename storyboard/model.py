@@ -9,6 +9,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -18,10 +19,30 @@ from pydantic import (
     model_validator,
 )
 
+from .text import value_problem
+
+# Limits on one job: a storyboard compiles into one job, and a job past these is refused at the shot that
+# crosses them, before anything is planned (a 1 MB file could otherwise ask for millions of segments).
+MAX_EPISODE_FRAMES = 2 * 60 * 60 * 24   # 172,800 frames: two hours at 24 fps (three at the presets' 16 fps)
+MAX_SEGMENTS = 20_000                   # model calls per job: hours of GPU time each 1,000 on a 14B model
+MAX_SHOTS_PER_SCENE = 2000
+MAX_SCENES = 500
+MAX_CHARACTERS = 256
+
+
+def _plain(value: str) -> str:
+    """Text users write must hold no control characters (`storyboard/text.py`): a title or prompt is
+    printed on terminals and burnt into pictures, where an escape sequence would act, not show."""
+    if (problem := value_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+Plain = AfterValidator(_plain)
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 # preset names carry model versions ("anisora-v3.2", "wan2.1-t2v-1.3b"), so they may hold dots
 PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
-Text = Annotated[str, StringConstraints(max_length=4000)]
+Text = Annotated[str, StringConstraints(max_length=4000), Plain]
 AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
@@ -68,7 +89,7 @@ class Defaults(Sampling):
 
 
 class Character(Strict):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100), Plain]
     refs: list[AssetPath] = Field(default_factory=list, max_length=16)
     description: Text = ""
 
@@ -97,11 +118,11 @@ class Shot(Sampling):
     id: Id
     duration: float | None = Field(None, gt=0.0, le=600.0, description="seconds; or `frames`")
     frames: int | None = Field(None, ge=1, le=9601, description="frame count; or `duration`")
-    prompt: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=4000), Plain]
     characters: list[Id] = Field(default_factory=list, max_length=16)
     start: AssetPath | None = Field(None, description='image path, or "previous" to continue the previous shot')
     keyframes: list[Keyframe] = Field(default_factory=list, max_length=32)
-    camera: Annotated[str, StringConstraints(max_length=200)] | None = None
+    camera: Annotated[str, StringConstraints(max_length=200), Plain] | None = None
     transition: Transition = Field("cut", description="how this shot joins the next one")
     seed: Seed | None = None
 
@@ -119,18 +140,18 @@ class Shot(Sampling):
 class Scene(Strict):
     id: Id
     description: Text = ""
-    shots: list[Shot] = Field(min_length=1, max_length=2000)
+    shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS_PER_SCENE)
 
 
 class Storyboard(Strict):
     sakuga: Literal[1] = Field(description="schema version")
-    title: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "Untitled"
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200), Plain] = "Untitled"
     model: PresetName = Field("animatic", description="model preset in configs/models/")
     output: Output = Field(default_factory=Output)
     audio: AssetPath | None = None
     defaults: Defaults = Field(default_factory=Defaults)
-    characters: dict[Id, Character] = Field(default_factory=dict, max_length=256)
-    scenes: list[Scene] = Field(min_length=1, max_length=500)
+    characters: dict[Id, Character] = Field(default_factory=dict, max_length=MAX_CHARACTERS)
+    scenes: list[Scene] = Field(min_length=1, max_length=MAX_SCENES)
 
     def shots(self) -> list[tuple[int, int, Scene, Shot]]:
         """All shots in cut order with their (scene index, shot index)."""

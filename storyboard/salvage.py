@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .document import PathKey
-from .model import AssetPath, Character, Id, Output, Shot, Storyboard
+from .model import MAX_CHARACTERS, AssetPath, Character, Id, Output, Shot, Storyboard
 
 
 def _valid(kind: Any, value: Any) -> Any:
@@ -45,6 +45,8 @@ class Parts:
     def salvage(cls, data: Any) -> Parts:
         data = data if isinstance(data, dict) else {}
         chars = data.get("characters", {})
+        if isinstance(chars, dict) and len(chars) > MAX_CHARACTERS:   # reported by the schema; checking
+            chars = None                                              # each shot against them all costs
         scenes, shots = [], []
         raw_scenes = data.get("scenes")
         for si, scene in enumerate(raw_scenes if isinstance(raw_scenes, list) else []):

@@ -14,9 +14,11 @@ from pydantic import ValidationError
 
 from .assets import AssetFiles
 from .document import Document, PathKey
-from .errors import InputError, Problem
+from .errors import MAX_PROBLEMS, InputError, Problem
 from .loaded import LoadedStoryboard
 from .model import (
+    MAX_EPISODE_FRAMES,
+    MAX_SEGMENTS,
     MENTION,
     PREVIOUS,
     Character,
@@ -47,9 +49,19 @@ def validate(doc: Document, *, model: str | None = None, asset_roots: list[Path]
     fps = checker.output(parts.output, preset) if preset is not None else None
     checker.run(parts, preset, fps)
     problems += checker.problems
-    if problems or sb is None or preset is None:
-        raise InputError(problems or [Problem(str(doc.file), 1, 1, "invalid storyboard")])
+    if problems or checker.omitted or sb is None or preset is None:
+        raise InputError(problems or [Problem(str(doc.file), 1, 1, "invalid storyboard")], checker.omitted)
     return LoadedStoryboard(doc, sb, preset, fps, checker.files.assets)
+
+
+def _segment_count(frames: int, preset: Preset) -> int:
+    """How many segments the planner makes of a shot of `frames` frames."""
+    from .plan import split_frames   # the planner's own split, so the count is the plan's
+
+    try:
+        return len(split_frames(frames, preset))
+    except ValueError:   # no split on this preset's grid: at least this many calls of `max_frames`
+        return max(1, -(-(frames - 1) // max(1, preset.max_frames - 1)))
 
 
 def _unknown_preset(name: str, message: str) -> str:
@@ -62,9 +74,25 @@ class _Checker:
         self.doc = doc
         self.files = AssetFiles(doc.base_dir, asset_roots)
         self.problems: list[Problem] = []
+        self.omitted = 0   # problems past MAX_PROBLEMS: counted, not kept (nor worded)
+
+    @property
+    def full(self) -> bool:
+        return len(self.problems) >= MAX_PROBLEMS
 
     def fail(self, path: PathKey, message: str, *, key: bool = False) -> None:
-        self.problems.append(self.doc.problem(path, message, key=key))
+        if self.full:
+            self.omitted += 1
+        else:
+            self.problems.append(self.doc.problem(path, message, key=key))
+
+    def close_match(self, name: str, known) -> str | None:
+        """The known name closest to `name` for a "did you mean", unless no more problems are kept:
+        thousands of unknown names must not each cost a search through every known one."""
+        if self.full:
+            return None
+        close = difflib.get_close_matches(name, list(known), n=1)
+        return close[0] if close else None
 
     def file(self, path: PathKey, written: str, kind: str) -> None:
         if err := self.files.check(written, kind):
@@ -104,6 +132,8 @@ class _Checker:
         self.ids(parts.scenes)
         self.ids([(p, ident) for p, ident, _ in parts.shots if ident is not None])
         lengths = [preset.shot_frames(shot, fps) if shot and preset else None for _, _, shot in parts.shots]
+        if preset is not None:
+            self.job_size(parts.shots, lengths, preset)
         for n, (at, _, shot) in enumerate(parts.shots):
             if shot is None:
                 continue
@@ -127,6 +157,28 @@ class _Checker:
                 self.text_only(at, shot, frames, preset)
             if not isinstance(shot.transition, str):
                 self.crossfade(parts.shots, lengths, n, fps)
+
+    def job_size(self, shots, lengths: list[int | None], preset: Preset) -> None:
+        """The job within `MAX_EPISODE_FRAMES` and `MAX_SEGMENTS`, each reported once, at the shot whose
+        length takes the running total past it."""
+        frames = segments = 0
+        per_length: dict[int, int] = {}
+        over = set()
+        for (at, _, shot), length in zip(shots, lengths):
+            if shot is None or length is None:
+                continue
+            if length not in per_length:
+                per_length[length] = _segment_count(length, preset)
+            frames, segments = frames + length, segments + per_length[length]
+            where = at + ("duration" if shot.duration is not None else "frames",)
+            if frames > MAX_EPISODE_FRAMES and "frames" not in over:
+                over.add("frames")
+                self.fail(where, f"the episode reaches {frames:,} frames with this shot; a job renders at most "
+                                 f"{MAX_EPISODE_FRAMES:,} frames (2 hours at 24 fps): split the storyboard")
+            if segments > MAX_SEGMENTS and "segments" not in over:
+                over.add("segments")
+                self.fail(where, f"the episode reaches {segments:,} render segments with this shot; a job renders "
+                                 f"at most {MAX_SEGMENTS:,} segments: split the storyboard")
 
     def crossfade(self, shots, lengths: list[int | None], n: int, fps: int) -> None:
         """Shot `n` dissolves into the next one: there must be one, and both must be long enough."""
@@ -181,16 +233,16 @@ class _Checker:
             return
         for ci, cid in enumerate(shot.characters):
             if cid not in known:
-                close = difflib.get_close_matches(cid, list(known), n=1)
-                hint = f" (did you mean `{close[0]}`?)" if close else ""
+                close = self.close_match(cid, known)
+                hint = f" (did you mean `{close}`?)" if close else ""
                 self.fail(at + ("characters", ci), f"unknown character `{cid}`{hint}")
         if not known:  # a storyboard without characters: "@" in a prompt is just text
             return
-        for m in MENTION.finditer(shot.prompt):
-            if m.group(1) not in known and m.group(1) not in shot.characters:  # else reported just above
-                close = difflib.get_close_matches(m.group(1), list(known), n=1)
-                hint = f" (did you mean `@{close[0]}`?)" if close else ""
-                self.fail(at + ("prompt",), f"prompt mentions `@{m.group(1)}`, which is not a defined character{hint}")
+        for name in dict.fromkeys(m.group(1) for m in MENTION.finditer(shot.prompt)):
+            if name not in known and name not in shot.characters:  # else reported just above
+                close = self.close_match(name, known)
+                hint = f" (did you mean `@{close}`?)" if close else ""
+                self.fail(at + ("prompt",), f"prompt mentions `@{name}`, which is not a defined character{hint}")
 
     def keyframes(self, at: PathKey, shot: Shot, frames: int) -> None:
         taken: dict[int, tuple[int, float]] = {}   # frame → (keyframe index, at)

@@ -32,11 +32,12 @@ def plan(file: Path, as_json: Annotated[bool, typer.Option("--json", help="Print
         typer.echo(json.dumps(data, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]{p.title}[/bold] — model {p.model} ({p.engine}), {p.width}x{p.height} @ {p.fps} fps, "
-                  f"{p.episode_frames} frames ({duration(p.episode_frames, p.fps)})")
+    console = Console(emoji=False)   # a title's `:smile:` or `[bold` is text, not markup
+    console.print(f"[bold]{escape(p.title)}[/bold] — model {p.model} ({p.engine}), {p.width}x{p.height} "
+                  f"@ {p.fps} fps, {p.episode_frames} frames ({duration(p.episode_frames, p.fps)})")
     table = Table("shot", "scene", "frames", "segment", "seg frames", "deps", "conditions", "est. s")
     for shot in p.shots:
         for i, sid in enumerate(shot.segments):
@@ -44,7 +45,7 @@ def plan(file: Path, as_json: Annotated[bool, typer.Option("--json", help="Print
             conds = ", ".join(f"{c.frame}:{c.image.ref}" for c in seg.conditions) or "text only"
             table.add_row(shot.id if i == 0 else "", shot.scene if i == 0 else "",
                           str(shot.frames) if i == 0 else "", sid, str(seg.frames), ", ".join(seg.deps),
-                          conds, f"{seg.runtime(1):.1f}")
+                          escape(conds), f"{seg.runtime(1):.1f}")
     console.print(table)
     console.print(f"critical path {data['critical_path_s']:.1f} s at 1 GPU per segment "
                   f"({data['critical_path_best_s']:.1f} s at the widest degree); "

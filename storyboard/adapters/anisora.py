@@ -14,29 +14,47 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..document import Document, PathKey
-from ..errors import InputError, Problem
+from ..errors import MAX_PROBLEMS, InputError, Problem
+from ..model import MAX_SHOTS_PER_SCENE
+from ..text import split_lines
+from .textfile import check_characters
 
 CLIP_FRAMES = 81          # AniSora's default clip length (5 s at 16 fps)
-_SCORE = re.compile(r"\s*(aesthetic|motion)\s+score\s*:\s*([0-9]+(?:\.[0-9]+)?)\s*\.?", re.IGNORECASE)
-_NO_TEXT = re.compile(r"\s*there is no text in the video\s*\.?", re.IGNORECASE)
+# The score suffix's parts, each with the spaces and full stop after it. No pattern starts with `\s*`:
+# one that did would rescan a run of spaces from each of its positions (quadratic in a long line);
+# the spaces before a part are stripped off the text before it instead.
+_SUFFIX = re.compile(r"(?:(aesthetic|motion)\s+score\s*:\s*([0-9]+(?:\.[0-9]+)?)|there is no text in the video)\s*\.?",
+                     re.IGNORECASE)
 
 
 def parse(path: Path, text: str) -> Document:
+    check_characters(path, text, "an AniSora prompt file")
     doc = Document(file=path, data={"sakuga": 1, "title": path.stem, "scenes": [{"id": "clips", "shots": []}]})
     doc.locations[("scenes", 0)] = (1, 1)
     problems: list[Problem] = []
+    omitted = 0   # problems past MAX_PROBLEMS: counted, not kept
     shots = doc.data["scenes"][0]["shots"]
 
     def fail(line: int, col: int, message: str) -> None:
-        problems.append(Problem(str(path), line, col, message))
+        nonlocal omitted
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(Problem(str(path), line, col, message))
+        else:
+            omitted += 1
 
-    for n, raw in enumerate(text.splitlines(), 1):
-        if raw.strip() and (shot := _clip(doc, ("scenes", 0, "shots", len(shots)), n, raw, fail)) is not None:
+    for n, raw in enumerate(split_lines(text), 1):
+        if not raw.strip():
+            continue
+        if len(shots) == MAX_SHOTS_PER_SCENE:   # every clip is a shot of one scene
+            fail(n, 1, f"more than {MAX_SHOTS_PER_SCENE:,} clips: a storyboard scene holds at most "
+                       f"{MAX_SHOTS_PER_SCENE:,} shots; split the file")
+            break
+        if (shot := _clip(doc, ("scenes", 0, "shots", len(shots)), n, raw, fail)) is not None:
             shots.append(shot)
     if not shots and not problems:
         fail(1, 1, "the file has no clips (lines like `prompt@@image.png`)")
     if problems:
-        raise InputError(problems)
+        raise InputError(problems, omitted)
     return doc
 
 
@@ -107,6 +125,7 @@ def _media(doc: Document, at: PathKey, n: int, shot: dict, media: str, media_col
 def _positions(n: int, text: str, col: int, fail: Fail) -> list[float] | None:
     """The relative positions after `&&` (starting at column `col`), or None at the first bad one."""
     positions: list[float] = []
+    seen: set[float] = set()
     for part in text.split(","):
         try:
             value = float(part)
@@ -116,15 +135,24 @@ def _positions(n: int, text: str, col: int, fail: Fail) -> list[float] | None:
         if not 0.0 <= value <= 1.0:
             fail(n, col, f"position {value} is outside [0, 1]")
             return None
-        if value in positions:
+        if value in seen:
             fail(n, col, f"position {value} is given twice")
             return None
         positions.append(value)
+        seen.add(value)
         col += len(part) + 1
     return positions
 
 
 def _split_scores(prompt: str) -> tuple[str, dict[str, float]]:
-    scores = {m.group(1).lower(): float(m.group(2)) for m in _SCORE.finditer(prompt)}
-    cleaned = _NO_TEXT.sub("", _SCORE.sub("", prompt)).strip()
-    return cleaned, scores
+    """The prompt without AniSora's score suffix, and the scores it gave (in one pass over the text)."""
+    scores: dict[str, float] = {}
+    kept: list[str] = []
+    end = 0
+    for m in _SUFFIX.finditer(prompt):
+        kept.append(prompt[end:m.start()].rstrip())
+        if m.group(1):
+            scores[m.group(1).lower()] = float(m.group(2))
+        end = m.end()
+    kept.append(prompt[end:])
+    return "".join(kept).strip(), scores

@@ -16,14 +16,22 @@ import re
 from pathlib import Path
 
 from ..document import Document, PathKey
-from ..errors import InputError, Problem
-from ..model import MENTION
+from ..errors import MAX_PROBLEMS, InputError, Problem
+from ..model import MAX_CHARACTERS, MAX_SCENES, MAX_SEGMENTS, MAX_SHOTS_PER_SCENE, MENTION
+from ..text import split_lines
+from .textfile import check_characters
 
 _CHARACTER = re.compile(r"@([a-z0-9][a-z0-9_-]*)\s*:(.*)$")
 _SHOT = re.compile(r"-\s*\[([^\]]*)\](.*)$")
-_SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*s")
-_FRAMES = re.compile(r"(\d+)\s*f")
+# at most 9 digits a side: a longer number is no length, and int() refuses one of over 4,300 digits
+_SECONDS = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)\s*s")
+_FRAMES = re.compile(r"(\d{1,9})\s*f")
 _MARKER = re.compile(r"(<<|>>)")
+_NONBLANK = re.compile(r"\S")
+
+
+class _TooMany(Exception):
+    """The script is past a limit of the storyboard model: reading on would only cost memory."""
 
 
 class _Script:
@@ -31,9 +39,13 @@ class _Script:
         self.path = path
         self.doc = Document(file=path, data={"sakuga": 1, "characters": {}, "scenes": []})
         self.problems: list[Problem] = []
+        self.omitted = 0   # problems past MAX_PROBLEMS: counted, not kept
 
     def fail(self, line: int, col: int, message: str) -> None:
-        self.problems.append(Problem(str(self.path), line, col, message))
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(str(self.path), line, col, message))
+        else:
+            self.omitted += 1
 
     def put(self, path: PathKey, value, line: int, col: int) -> None:
         """Store `value` at `path` in the data, remembering where it was written."""
@@ -55,21 +67,41 @@ class _Script:
 
 
 def _text_col(raw: str, start: int) -> int:
-    """1-based column of the first non-blank character at or after `start` (0-based)."""
-    return start + (len(raw[start:]) - len(raw[start:].lstrip())) + 1
+    """1-based column of the first non-blank character at or after `start` (0-based), or just past the
+    line. Searches from `start` rather than slicing the line, so a line's many markers cost one pass."""
+    m = _NONBLANK.search(raw, start)
+    return (m.start() if m else len(raw)) + 1
 
 
 def parse(path: Path, text: str) -> Document:
+    check_characters(path, text, "a PV script")
     script = _Script(path)
+    try:
+        _read_lines(script, split_lines(text))
+    except _TooMany:
+        pass   # reported on the line that went past the limit
     data = script.doc.data
+    if not any(s["shots"] for s in data["scenes"]) and not script.problems:
+        script.fail(1, 1, "the script has no shots (lines like `- [3s] what happens`)")
+    if script.problems:
+        raise InputError(script.problems, script.omitted)
+    if "title" not in data:
+        data["title"] = path.stem
+    return script.doc
+
+
+def _read_lines(script: _Script, lines: list[str]) -> None:
     title_line = None
     scene = None
-    for n, raw in enumerate(text.splitlines(), 1):
+    shots = 0
+    for n, raw in enumerate(lines, 1):
         line = raw.strip()
         indent = len(raw) - len(raw.lstrip())
         if not line or line.startswith("//"):
             continue
         if line.startswith("## ") or line == "##":
+            _limit(script, n, len(script.doc.data["scenes"]), f"more than {MAX_SCENES:,} scenes: a storyboard "
+                   f"holds at most {MAX_SCENES:,}; split the script", MAX_SCENES)
             scene = script.scene(n, line[2:].strip())
         elif line.startswith("#"):
             if title_line is not None:
@@ -78,6 +110,8 @@ def parse(path: Path, text: str) -> Document:
             title_line = n
             script.put(("title",), line[1:].strip(), n, _text_col(raw, indent + 1))
         elif m := _CHARACTER.match(line):
+            _limit(script, n, len(script.doc.data["characters"]), f"more than {MAX_CHARACTERS} characters: a "
+                   f"storyboard defines at most {MAX_CHARACTERS}", MAX_CHARACTERS)
             _character(script, n, raw, indent, m)
         elif line.lower().startswith("music:"):
             start = indent + len("music:")
@@ -85,17 +119,23 @@ def parse(path: Path, text: str) -> Document:
         elif line.startswith("-"):
             if scene is None:
                 scene = script.scene(n, "")
+            _limit(script, n, shots, f"more than {MAX_SEGMENTS:,} shots: a job renders at most {MAX_SEGMENTS:,} "
+                   f"segments, one shot at least one; split the script", MAX_SEGMENTS)
+            _limit(script, n, len(script.doc.data["scenes"][scene]["shots"]), f"more than {MAX_SHOTS_PER_SCENE:,} "
+                   f"shots in one scene: a scene holds at most {MAX_SHOTS_PER_SCENE:,}; start a new one with `##`",
+                   MAX_SHOTS_PER_SCENE)
+            shots += 1
             _shot(script, n, raw, indent, scene)
         else:
             script.fail(n, indent + 1, "not a PV script line: expected `# title`, `@id: refs | description`, "
                                        "`music: file`, `## scene`, `- [3s] shot` or a `//` comment")
-    if not any(s["shots"] for s in data["scenes"]) and not script.problems:
-        script.fail(1, 1, "the script has no shots (lines like `- [3s] what happens`)")
-    if script.problems:
-        raise InputError(script.problems)
-    if "title" not in data:
-        data["title"] = path.stem
-    return script.doc
+
+
+def _limit(script: _Script, n: int, count: int, message: str, limit: int) -> None:
+    """Stop reading at line `n` when it would make `count` go past `limit`."""
+    if count >= limit:
+        script.fail(n, 1, message)
+        raise _TooMany
 
 
 def _character(script: _Script, n: int, raw: str, indent: int, m: re.Match) -> None:
@@ -136,42 +176,54 @@ def _shot(script: _Script, n: int, raw: str, indent: int, si: int) -> None:
     elif f := _FRAMES.fullmatch(length):
         key, value = "frames", int(f.group(1))
     else:
-        script.fail(n, dur_col, f"bad duration `[{m.group(1)}]`: write seconds like `[3s]`, `[2.5s]` or frames like `[49f]`")
+        shown = m.group(1) if len(m.group(1)) <= 20 else m.group(1)[:17] + "..."
+        script.fail(n, dur_col, f"bad duration `[{shown}]`: write seconds like `[3s]`, `[2.5s]` or frames like `[49f]`")
         return
     rest_start = indent + m.start(2)
     rest = raw[rest_start:]
     pieces = _MARKER.split(rest)
     prompt = pieces[0].strip()
+    prompt_col = _text_col(raw, rest_start)
     script.put(at, shot, n, indent + 1)
     script.doc.locations[at + ("id",)] = (n, indent + 1)
     script.put(at + (key,), value, n, dur_col)
-    script.put(at + ("prompt",), prompt, n, _text_col(raw, rest_start))
+    script.put(at + ("prompt",), prompt, n, prompt_col)
     if not prompt:
-        script.fail(n, _text_col(raw, rest_start), "the shot has no text: describe what happens")
-    col = rest_start + len(pieces[0])
-    for marker, target in zip(pieces[1::2], pieces[2::2]):
-        image_col = _text_col(raw, col + 2)
-        image = target.strip()
-        if not image:
-            script.fail(n, col + 1, f"`{marker}` needs an image path" + (" or `previous`" if marker == "<<" else ""))
-        elif marker == "<<":
-            if "start" in shot:
-                script.fail(n, col + 1, "a shot has one `<<` start image")
-            else:
-                script.put(at + ("start",), image, n, image_col)
-        else:
-            if "keyframes" in shot:
-                script.fail(n, col + 1, "a shot has one `>>` end image")
-            else:
-                script.put(at + ("keyframes",), [], n, col + 1)
-                script.put(at + ("keyframes", 0), {"at": 1.0}, n, col + 1)
-                script.put(at + ("keyframes", 0, "image"), image, n, image_col)
-        col += len(marker) + len(target)
-    mentions: list[str] = []
+        script.fail(n, prompt_col, "the shot has no text: describe what happens")
+    _markers(script, n, raw, at, shot, pieces, rest_start + len(pieces[0]))
+    mentions: dict[str, None] = {}
     for mm in MENTION.finditer(prompt):
         if mm.group(1) not in mentions:
-            mentions.append(mm.group(1))
-            script.doc.locations[at + ("characters", len(mentions) - 1)] = (n, _text_col(raw, rest_start) + mm.start())
+            mentions[mm.group(1)] = None
+            script.doc.locations[at + ("characters", len(mentions) - 1)] = (n, prompt_col + mm.start())
     if mentions:
-        shot["characters"] = mentions
-        script.doc.locations.setdefault(at + ("characters",), (n, _text_col(raw, rest_start)))
+        shot["characters"] = list(mentions)
+        script.doc.locations.setdefault(at + ("characters",), (n, prompt_col))
+
+
+def _markers(script: _Script, n: int, raw: str, at: PathKey, shot: dict, pieces: list[str], col: int) -> None:
+    """The `<< image` / `<< previous` start and the `>> image` end of a shot; `col` (0-based) is where the
+    first marker is. One problem per kind of marker given twice, however many times it is."""
+    repeated: set = set()
+    for marker, target in zip(pieces[1::2], pieces[2::2]):
+        image = target.strip()
+        if not image:
+            if ("empty", marker) not in repeated:
+                script.fail(n, col + 1, f"`{marker}` needs an image path" + (" or `previous`" if marker == "<<" else ""))
+            repeated.add(("empty", marker))
+        elif marker == "<<":
+            if "start" in shot:
+                if marker not in repeated:
+                    script.fail(n, col + 1, "a shot has one `<<` start image")
+                repeated.add(marker)
+            else:
+                script.put(at + ("start",), image, n, _text_col(raw, col + 2))
+        elif "keyframes" in shot:
+            if marker not in repeated:
+                script.fail(n, col + 1, "a shot has one `>>` end image")
+            repeated.add(marker)
+        else:
+            script.put(at + ("keyframes",), [], n, col + 1)
+            script.put(at + ("keyframes", 0), {"at": 1.0}, n, col + 1)
+            script.put(at + ("keyframes", 0, "image"), image, n, _text_col(raw, col + 2))
+        col += len(marker) + len(target)

@@ -2,8 +2,11 @@
 
 PyYAML composes the node graph (aliases stay shared nodes, so composing is cheap); we construct plain
 data ourselves so that only the core tags are accepted and alias expansion is capped: a billion-laughs
-file fails after `MAX_NODES` nodes instead of eating memory, a self-referencing alias is refused, and
-nesting deeper than `MAX_DEPTH` is refused while composing (before Python's recursion limit is near).
+file fails after `MAX_NODES` nodes instead of eating memory, and a self-referencing alias is refused.
+The composer itself counts the nodes it makes and stops at `MAX_NODES` too, and refuses nesting deeper
+than `MAX_DEPTH` (before Python's recursion limit is near), so no file costs more than that to read.
+Lines and columns are counted as an editor counts them (`storyboard/text.py`): characters YAML 1.1
+takes for line breaks but editors do not (U+0085, U+2028, U+2029) are refused before parsing.
 """
 from __future__ import annotations
 
@@ -11,12 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 from ..document import Document, PathKey
 from ..errors import InputError, Problem
+from ..text import LineTable
+from .textfile import MAX_BYTES, check_characters, read_text
 
-MAX_BYTES = 2 * 1024 * 1024
+try:
+    from yaml.cyaml import CParser
+except ImportError:   # PyYAML built without libyaml: the pure-Python parser does it all
+    CParser = None
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "load_yaml", "read_text"]
+
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 
@@ -31,45 +47,31 @@ _SCALARS = {
 }
 
 
-def _too_large(path: Path, size: int) -> InputError:
-    return InputError.single(path, f"file is {size:,} bytes; input files are limited to {MAX_BYTES:,} bytes "
-                                   f"({MAX_BYTES // 2**20} MiB)")
+class _Limit(yaml.YAMLError):
+    """A file past one of the loader's limits, at the node where it crossed it (not a syntax error)."""
+
+    def __init__(self, message: str, mark: yaml.Mark):
+        super().__init__(message)
+        self.message, self.mark = message, mark
 
 
-def read_text(path: Path, *, encodings: tuple[str, ...] = ("utf-8",)) -> str:
-    """Read a user's text file with a size cap; decoding errors become input errors."""
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise InputError.single(path, "not a regular file")
-        if size > MAX_BYTES:
-            raise _too_large(path, size)
-        raw = path.read_bytes()
-    except OSError as e:
-        raise InputError.single(path, f"cannot read file: {e.strerror or e}") from None
-    if len(raw) > MAX_BYTES:  # grew between stat and read
-        raise _too_large(path, len(raw))
-    for enc in encodings:
-        try:
-            text = raw.decode(enc)
-            return text[1:] if text.startswith("\ufeff") else text
-        except UnicodeDecodeError as e:
-            last = e
-    line = raw[: last.start].count(b"\n") + 1
-    col = last.start - (raw.rfind(b"\n", 0, last.start) + 1) + 1
-    raise InputError.single(
-        path, f"file is not valid {' or '.join(encodings)} text (byte {last.start}: 0x{raw[last.start]:02x}); "
-              f"save it as UTF-8", line, col)
+class _Composing(Composer, Resolver):
+    """PyYAML's composer with caps on nesting (it recurses) and on the number of nodes it makes (aliases
+    are not new nodes; a mapping key counts with its value), under either parser below."""
 
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, composing nodes only, with a cap on nesting (its composer recurses)."""
-
-    def __init__(self, stream: str):
-        super().__init__(stream)
+    def _start_composing(self) -> None:
+        Composer.__init__(self)
+        Resolver.__init__(self)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent, index):
+        is_key = isinstance(parent, yaml.MappingNode) and index is None
+        if not is_key and not self.check_event(yaml.AliasEvent):
+            self._nodes += 1
+            if self._nodes > MAX_NODES:
+                raise _Limit(f"the file holds more than {MAX_NODES:,} values; split it into several storyboards",
+                             self.peek_event().start_mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -80,21 +82,38 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def _position(text: str, index: int) -> tuple[int, int]:
-    """1-based line and column of a character offset."""
-    line = text.count("\n", 0, index) + 1
-    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+class _Loader(_Composing, Reader, Scanner, Parser):
+    """The pure-Python parser: what every syntax error is worded and placed by."""
+
+    def __init__(self, stream: str):
+        Reader.__init__(self, stream)   # checks every character first
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        self._start_composing()
 
 
-def _syntax_message(e: yaml.MarkedYAMLError) -> str:
+_Fast = None
+if CParser is not None:
+    class _Fast(_Composing, CParser):
+        """libyaml's parser (the same events and marks, several times faster) under the same composer;
+        a file it finds wrong is parsed again by `_Loader`, so messages never depend on which ran."""
+
+        def __init__(self, stream: str):
+            CParser.__init__(self, stream)
+            self._start_composing()
+
+
+def _syntax_message(e: yaml.MarkedYAMLError, lines: LineTable) -> str:
     """PyYAML's context and problem as one phrase, e.g. "expected ',' or '}', but got '<stream end>'
     (parsing a flow mapping that starts on line 3)"."""
     problem = (e.problem or "invalid YAML").strip()
     if "cannot start any token" in problem and ("'@'" in problem or "'`'" in problem):
         problem += '; put the text in quotes, e.g. prompt: "@hana waves"'
-    if e.context and e.context_mark and e.problem_mark and e.context_mark.line != e.problem_mark.line:
-        context = e.context.strip().removeprefix("while ")
-        return f"{problem} ({context} that starts on line {e.context_mark.line + 1})"
+    if e.context and e.context_mark and e.problem_mark:
+        context_line = lines.position(e.context_mark.index)[0]
+        if context_line != lines.position(e.problem_mark.index)[0]:
+            context = e.context.strip().removeprefix("while ")
+            return f"{problem} ({context} that starts on line {context_line})"
     if e.context:
         return f"{e.context.strip()}: {problem}"
     return problem
@@ -104,32 +123,51 @@ def _oneline(message: str) -> str:
     return " ".join(message.split())
 
 
+def _compose(path: Path, text: str, lines: LineTable) -> yaml.Node | None:
+    """The node graph of `text`; syntax errors and limits become input errors at their position."""
+    if _Fast is not None:
+        try:
+            return _run(_Fast, text)
+        except _Limit as e:
+            raise InputError.single(path, e.message, *lines.position(e.mark.index)) from None
+        except yaml.YAMLError:
+            pass   # worded and placed by the pure-Python parser, below
+    try:
+        return _run(_Loader, text)
+    except _Limit as e:
+        raise InputError.single(path, e.message, *lines.position(e.mark.index)) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = lines.position(mark.index) if mark else (1, 1)
+        raise InputError.single(path, _oneline(f"YAML syntax: {_syntax_message(e, lines)}"), line, col) from None
+    except yaml.reader.ReaderError as e:
+        what = f"character U+{e.character:04X}" if isinstance(e.character, int) else "this character"
+        raise InputError.single(path, f"YAML syntax: {what} is not allowed in a YAML file",
+                                *lines.position(e.position)) from None
+    except yaml.YAMLError as e:
+        raise InputError.single(path, _oneline(f"YAML syntax: {e}")) from None
+
+
+def _run(loader_type, text: str) -> yaml.Node | None:
+    loader = loader_type(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: Path | str, text: str | None = None) -> Document:
     """Parse YAML text (read from `path` unless given) into a Document; raises InputError."""
     path = Path(path)
     if text is None:
-        text = read_text(path)
-    loader = None
-    try:
-        loader = _Loader(text)  # checks every character first
-        root = loader.get_single_node()
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise InputError.single(path, _oneline(f"YAML syntax: {_syntax_message(e)}"), line, col) from None
-    except yaml.reader.ReaderError as e:
-        line, col = _position(text, e.position)
-        what = f"character U+{e.character:04X}" if isinstance(e.character, int) else "this character"
-        raise InputError.single(path, f"YAML syntax: {what} is not allowed in a YAML file", line, col) from None
-    except yaml.YAMLError as e:
-        raise InputError.single(path, _oneline(f"YAML syntax: {e}")) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
+        text = read_text(path, limit=MAX_BYTES)
+    check_characters(path, text, "a YAML file", prefix="YAML syntax: ")
+    lines = LineTable(text)
+    root = _compose(path, text, lines)
     doc = Document(file=path, data=None)
     if root is None or (root.tag == _T + "null" and root.value == ""):   # nothing, or only "---"
         raise InputError.single(path, "the file is empty")
-    builder = _Builder(doc)
+    builder = _Builder(doc, lines)
     doc.data = builder.build(root, ())
     if builder.problems:
         raise InputError(builder.problems)
@@ -137,14 +175,14 @@ def load_yaml(path: Path | str, text: str | None = None) -> Document:
 
 
 class _Builder:
-    def __init__(self, doc: Document):
-        self.doc = doc
+    def __init__(self, doc: Document, lines: LineTable):
+        self.doc, self.lines = doc, lines
         self.nodes = 0
         self.problems: list[Problem] = []
         self.constructor = SafeConstructor()
 
     def _at(self, node: yaml.Node) -> tuple[int, int]:
-        return node.start_mark.line + 1, node.start_mark.column + 1
+        return self.lines.position(node.start_mark.index)
 
     def _fail(self, node: yaml.Node, message: str) -> None:
         line, col = self._at(node)

@@ -671,9 +671,7 @@ def test_bad_input_is_reported_on_its_line(case: Case, tmp_path: Path, monkeypat
     lines = path.read_bytes().split(b"\n")
     monkeypatch.chdir(tmp_path)
 
-    started = time.monotonic()
-    result = sakuga("validate", case.name, *case.args)
-    assert time.monotonic() - started < 5, "a bad input must fail fast"
+    result = sakuga("validate", case.name, *case.args)   # how fast: bench/inputs.py, not a timed test
 
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
