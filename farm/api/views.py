@@ -49,17 +49,25 @@ def detail(job: Job, gpus: int) -> JobDetail:
 
 
 class EventLog:
-    """A job observer keeping every job's events, for `FarmAPI.events(job, since)`; finished jobs'
-    events stay until the job is forgotten."""
+    """A job observer keeping each job's events, for `FarmAPI.events(job, since)`. A long-lived service
+    keeps at most `keep` per job (the first ones go; cursors stay valid: they count from the job's start)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 20_000) -> None:
         self.lock = threading.Lock()
+        self.keep = keep
         self.by_job: dict[str, list[JobEvent]] = {}
+        self.dropped: dict[str, int] = {}
 
     def __call__(self, job: Job, event: JobEvent) -> None:
         with self.lock:
-            self.by_job.setdefault(job.id, []).append(event)
+            events = self.by_job.setdefault(job.id, [])
+            events.append(event)
+            if len(events) > self.keep:
+                cut = len(events) - self.keep
+                del events[:cut]
+                self.dropped[job.id] = self.dropped.get(job.id, 0) + cut
 
     def since(self, job_id: str, n: int = 0) -> list[JobEvent]:
         with self.lock:
-            return list(self.by_job.get(job_id, [])[max(n, 0):])
+            first = self.dropped.get(job_id, 0)
+            return list(self.by_job.get(job_id, [])[max(n - first, 0):])

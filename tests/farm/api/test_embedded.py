@@ -83,3 +83,18 @@ def test_the_same_output_submitted_again_continues_its_job_and_a_finished_job_le
     farm.wait()
     with Ledger(tmp_path / "ep4" / "ledger.sqlite") as ledger:
         assert [j["id"] for j in ledger.jobs()] == [first]
+
+
+def test_a_long_lived_farm_keeps_a_bounded_event_log_and_cursors_stay_valid():
+    from farm.api.views import EventLog
+    from farm.job.events import JobEvent
+
+    class J:
+        id = "j"
+
+    log = EventLog(keep=10)
+    for i in range(25):
+        log(J(), JobEvent("j", "stage", detail=str(i)))
+    assert [e.detail for e in log.since("j", 20)] == ["20", "21", "22", "23", "24"]   # counted from the start
+    assert [e.detail for e in log.since("j", 0)] == [str(i) for i in range(15, 25)]   # the oldest went
+    assert len(log.by_job["j"]) == 10
