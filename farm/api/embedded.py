@@ -128,12 +128,15 @@ class EmbeddedFarm:
 
 
 def local_farm(gpus: int, *, address: str | None = None, cache: SegmentCache | None = None, offload: bool = False,
-               show_progress: bool = False) -> EmbeddedFarm:
-    """An embedded farm on a local Ray with `gpus` logical GPUs (or the cluster at `address`)."""
-    from farm.workers.connect import connect
+               show_progress: bool = False, plans=()) -> EmbeddedFarm:
+    """An embedded farm on a local Ray with `gpus` logical GPUs, or on the cluster at `address`, whose
+    workers are first asked whether they can load every preset of `plans` (their weights, not ours)."""
+    from farm.workers.connect import check_cluster, connect
     from farm.workers.pool import WorkerPool
 
     connect(gpus, address)
+    for plan in plans if address else ():
+        check_cluster(plan)
     return EmbeddedFarm(WorkerPool(gpus), cache=cache, offload=offload,
                         progress=lambda job: JobProgress(job, gpus=gpus, enabled=show_progress))
 
@@ -166,14 +169,9 @@ def render_jobs(requests: list[JobRequest], *, gpus: int = 1, address: str | Non
                 show_progress: bool = True, offload: bool = False,
                 cache: SegmentCache | None = None) -> list[RenderOutcome]:
     """Render several jobs together on one worker pool (a local batch), by priority."""
-    from farm.workers.connect import check_cluster, connect
-
-    connect(gpus, address)
-    if address:
-        for request in requests:
-            check_cluster(request.plan)   # the workers' machines must have the weights, not this one
     started = time.time()
-    farm = local_farm(gpus, address=address, cache=cache, offload=offload, show_progress=show_progress)
+    farm = local_farm(gpus, address=address, cache=cache, offload=offload, show_progress=show_progress,
+                      plans=[r.plan for r in requests])
     try:
         ids = [farm.submit(r).id for r in requests]
         try:

@@ -5,7 +5,7 @@ import threading
 
 from farm.job.events import JobEvent
 from farm.job.job import Job
-from farm.scheduling.eta import eta_s
+from farm.scheduling.eta import eta_of
 
 from .protocol import AttemptView, JobDetail, JobSummary, SegmentView, ShotView
 
@@ -14,19 +14,6 @@ def state_of(job: Job) -> str:
     if job.cancelling and not job.ended:
         return "cancelling"
     return job.status
-
-
-def eta_of(job: Job, gpus: int) -> float:
-    """Seconds left by the cost model, scaled by how fast this job's segments have run so far."""
-    if job.ended:
-        return 0.0
-    rendered = [s for sid, s in job.state.items() if s.origin == "rendered" and s.published]
-    estimated = sum(job.by_id[sid].runtime(s.published.degree) for sid, s in job.state.items()
-                    if s.origin == "rendered" and s.published)
-    actual = sum(s.published.render_s + s.published.encode_s for s in rendered)
-    speed = actual / estimated if estimated else 1.0
-    items = [(s.id, s.deps, s.runtime(1)) for s in job.plan.segments]
-    return eta_s(items, job.done | job.dead, gpus, speed)
 
 
 def summary(job: Job, gpus: int) -> JobSummary:

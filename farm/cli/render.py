@@ -110,14 +110,12 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
         from farm.workers.engines import check_presets
 
         check_presets(p.presets.values())
-    recorded = last_job(JobFolder(out))   # one output folder holds one job: a second render continues it
-    from farm.api.embedded import (
-        render as run,  # Ray, PyAV: only once the input is known to be good
-    )
+    last_job(JobFolder(out))   # a ledger sakuga cannot read is exit 2 before Ray starts (the farm continues its job)
+    from farm.api.embedded import render as run   # Ray, PyAV: only once the input is known to be good
 
     outcome = run(p, out, gpus=config.get("gpus", 1), address=address, show_progress=not quiet,
                   offload=config.get("offload", False), cache=_cache(config.get("cache")),
-                  job_id=recorded.job["id"] if recorded else None, config=config, wait=wait)
+                  config=config, wait=wait)
     if outcome.episode:
         typer.echo(str(outcome.episode.resolve()))
     if outcome.error:

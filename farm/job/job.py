@@ -10,6 +10,7 @@ the segment that was being written; a resumed job re-renders only what is not pu
 """
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 import time
@@ -379,8 +380,6 @@ class Job:
 
 
 def _npy(array: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()

@@ -15,14 +15,13 @@ from rich.progress import (
 )
 
 from farm.job.events import JobEvent
-from farm.scheduling.eta import clock, eta_s
+from farm.scheduling.eta import clock, eta_of
 from storyboard.plan import Segment
 
 
 class JobProgress:
     def __init__(self, job, *, gpus: int = 1, enabled: bool = True, log: Callable[[str], None] | None = None):
         self.job, self.gpus, self.log = job, gpus, log
-        self.estimated = self.actual = 0.0
         plan = job.plan
         self.progress = Progress(
             TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
@@ -41,9 +40,7 @@ class JobProgress:
             self.log(f"[{self.job.id}] {text}")
 
     def eta(self) -> float:
-        speed = self.actual / self.estimated if self.estimated else 1.0
-        items = [(s.id, s.deps, s.runtime(1)) for s in self.job.plan.segments]
-        return eta_s(items, self.job.done | self.job.dead, self.gpus, speed)
+        return eta_of(self.job, self.gpus)
 
     def _refresh(self, shots: list[str] | None = None) -> None:
         if self.progress.disable and not self.log:
@@ -62,7 +59,7 @@ class JobProgress:
         elif event.kind == "attempt_started":
             self._started(seg, event.worker or "")
         elif event.kind == "published":
-            self._published(seg, event.degree or 1, event.busy_s or 0.0)
+            self._published(seg)
         elif event.kind == "attempt_ended":
             self._retrying(seg, event.status)
         elif event.kind == "failed":
@@ -88,9 +85,7 @@ class JobProgress:
         self.progress.update(self.shots[seg.shot], state=f"{seg.id[-12:]} on {where}")
         self._line(f"{seg.id}: started on {worker}")
 
-    def _published(self, seg: Segment, degree: int, busy_s: float) -> None:
-        self.estimated += seg.runtime(degree)
-        self.actual += busy_s
+    def _published(self, seg: Segment) -> None:
         shot_done = all(g in self.job.done for g in self.segments_of[seg.shot])
         self.progress.update(self.shots[seg.shot], state="done" if shot_done else "rendering")
         self._refresh([seg.shot])

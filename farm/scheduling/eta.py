@@ -17,3 +17,15 @@ def eta_s(segments: list[tuple[str, tuple[str, ...], float]], done: set[str], gp
 def clock(seconds: float) -> str:
     seconds = int(seconds + 0.5)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def eta_of(job, gpus: int) -> float:
+    """A job's seconds left (0 once it has ended), scaled by how fast the segments it rendered in this
+    run went against their estimates. `job` is a `farm.job.job.Job` (read, never changed)."""
+    if job.ended:
+        return 0.0
+    rendered = [(sid, s.published) for sid, s in job.state.items() if s.origin == "rendered" and s.published]
+    estimated = sum(job.by_id[sid].runtime(p.degree) for sid, p in rendered)
+    actual = sum(p.render_s + p.encode_s for _, p in rendered)
+    items = [(s.id, s.deps, s.runtime(1)) for s in job.plan.segments]
+    return eta_s(items, job.done | job.dead, gpus, actual / estimated if estimated else 1.0)
