@@ -138,7 +138,9 @@ def test_a_wrong_token_is_refused_with_a_clear_message(head, tmp_path):
 
 def test_an_urgent_job_overtakes_a_low_priority_batch(head, tmp_path):
     env = head["env"]
-    low = [write_storyboard(tmp_path / f"pv{i}", f"PV {i}", "slow", 15) for i in range(2)]
+    # long enough (40 s on 2 GPUs) to still hold the GPUs once the urgent submit is through: each
+    # `sakuga submit` first runs a check job on the cluster, a few seconds
+    low = [write_storyboard(tmp_path / f"pv{i}", f"PV {i}", "slow", 40) for i in range(2)]
     result = cli(env, "batch", *low, "--out", tmp_path / "night", "--priority", "low", "--address", head["address"])
     assert result.returncode == 0, result.stderr
     deadline = time.time() + 90
