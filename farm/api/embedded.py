@@ -55,7 +55,8 @@ class EmbeddedFarm:
             job_id = recorded.job["id"] if recorded else request.job_id or Job.new_id(_stem(request.plan.title))
             if job_id in self.loop.jobs and not self.loop.jobs[job_id].ended:
                 raise ValueError(f"job {job_id} is already queued")
-            job = Job(job_id, request.plan, request.out, request.priority, dict(request.config), request.assets)
+            config = {**request.config, **({"owner": request.owner} if request.owner else {})}
+            job = Job(job_id, request.plan, request.out, request.priority, config, request.assets)
             job.observe(self.events_log)
             for observer in self.observers:
                 job.observe(observer)

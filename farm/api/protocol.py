@@ -25,6 +25,7 @@ class JobRequest:
     assets: dict[str, bytes] | None = None        # the pictures' bytes, for a farm that cannot read them
     job_id: str | None = None                     # default: a new id from the plan's title
     wait: bool = False                            # for the output folder's other writer to finish
+    owner: str | None = None                      # the user it belongs to (None: the farm's own user)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class JobSummary:
     eta_s: float
     failed_shots: list[str]
     episode: str | None
+    owner: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)

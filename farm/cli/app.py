@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 from farm.cluster.errors import ClusterError
 from storyboard.errors import InputError
 
-from . import bench, cache, cluster, inputs, logs, models, render, selftest
+from . import bench, cache, cluster, inputs, logs, models, render, selftest, studio, users
 
 
 class _Group(TyperGroup):
@@ -49,12 +49,13 @@ def version_() -> None:
     typer.echo(sakuga_version())
 
 
-for group in (inputs, render, cluster):
+for group in (inputs, render, cluster, studio):
     group.register(app)
 app.add_typer(models.app, name="models")
 app.add_typer(cache.app, name="cache")
 app.add_typer(bench.app, name="bench")
 app.add_typer(selftest.app, name="selftest")
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:

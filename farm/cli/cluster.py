@@ -2,6 +2,7 @@
 (`run-job`) a submitted job runs on the cluster."""
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,7 @@ def submit(
     file: Path,
     address: Address = None,
     priority_: Priority = "normal",
-    out: Annotated[str | None, typer.Option("--out", help="Output folder on the cluster (default ~/sakuga/jobs/JOB on the head).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder on the cluster, inside your folder of the farm's root (default ~/sakuga/jobs/USER/JOB on the head).")] = None,
     model: Model = None,
     engine: EngineAlias = None,
     deliver: Deliver = None,
@@ -45,15 +46,17 @@ def submit(
 
 
 def cluster_out(out: str | None) -> str | None:
-    """Where the output goes on the cluster, said back to the user: an absolute path as given; a
-    relative one under the farm's root there (~/sakuga/jobs/), never under Ray's temporary folders."""
+    """Where the output goes on the cluster, said back to the user: inside the user's folder of the farm's
+    root there (~/sakuga/jobs/USER/ unless the cluster sets $SAKUGA_FARM_ROOT), never under Ray's
+    temporary folders; an absolute path must lie inside that folder (the entrypoint checks)."""
     if out is None:
         return None
     path = Path(out)
     if ".." in path.parts:
         raise InputError.single("--out", f"{out!r} leaves the farm's root: give an absolute path or a plain name")
     if not path.is_absolute():
-        typer.echo(f"note: the output goes to ~/sakuga/jobs/{path.as_posix()} on the cluster", err=True)
+        typer.echo(f"note: the output goes to {path.as_posix()} in your folder of the farm's root on the cluster "
+                   f"(~/sakuga/jobs/{getpass.getuser()}/ unless it sets $SAKUGA_FARM_ROOT)", err=True)
     return out
 
 
@@ -65,13 +68,14 @@ def run_job(
     model: Model = None,
     engine: Annotated[str | None, typer.Option("--engine", hidden=True)] = None,   # jobs from older clients
     deliver: Annotated[list[Master] | None, typer.Option("--deliver")] = None,
+    owner: Annotated[str | None, typer.Option("--owner")] = None,
 ) -> None:
     """Entrypoint of a submitted job, on the cluster: hand the plan to the farm service and follow it."""
     preset = model or engine
     _, p = load(file, preset, None)
     from farm.cluster.entrypoint import follow
 
-    raise typer.Exit(follow(p, file, job_id, priority_, out, preset, masters(deliver)))
+    raise typer.Exit(follow(p, file, job_id, priority_, out, preset, masters(deliver), owner))
 
 
 def jobs(address: Address = None, insecure: Insecure = False) -> None:

@@ -29,7 +29,6 @@ from .options import (
     priority,
 )
 
-
 MAX_LOCAL_GPUS = 64   # logical GPUs of a local farm: one worker process each, started up front
 
 
@@ -111,7 +110,7 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
 
         check_presets(p.presets.values())
     last_job(JobFolder(out))   # a ledger sakuga cannot read is exit 2 before Ray starts (the farm continues its job)
-    from farm.api.embedded import render as run   # Ray, PyAV: only once the input is known to be good
+    from farm.api.embedded import render as run  # Ray, PyAV: only once the input is known to be good
 
     outcome = run(p, out, gpus=config.get("gpus", 1), address=address, show_progress=not quiet,
                   offload=config.get("offload", False), cache=_cache(config.get("cache")),

@@ -7,6 +7,7 @@ service. Ray's own client carries the cluster's token auth (RAY_AUTH_TOKEN, RAY_
 """
 from __future__ import annotations
 
+import getpass
 import os
 import shlex
 import time
@@ -15,6 +16,7 @@ import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from farm.access.users import check_name
 from farm.job.job import Job
 from storyboard.errors import InputError
 from storyboard.plan import Plan
@@ -76,8 +78,10 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
     if outside:
         raise InputError.single(file, f"`sakuga submit` ships the storyboard's folder {folder}; "
                                       f"{outside[0]} lies outside it (move it in, or render with --address)")
+    check_name(getpass.getuser(), "user")   # it names the output's folder on the cluster
     job_id = Job.new_id(file.stem)
-    command = ["sakuga", "run-job", file.name, "--job-id", job_id, "--priority", str(priority)]
+    command = ["sakuga", "run-job", file.name, "--job-id", job_id, "--priority", str(priority),
+               "--owner", getpass.getuser()]
     command += ["--out", out] if out else []
     command += ["--model", model] if model else []
     command += [arg for m in deliver for arg in ("--deliver", m)]

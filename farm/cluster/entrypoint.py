@@ -2,6 +2,7 @@
 prints its progress (what `sakuga logs` shows) until the job is delivered, failed or cancelled."""
 from __future__ import annotations
 
+import getpass
 import logging
 import shutil
 import signal
@@ -10,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from farm.access.roots import confine
 from farm.api.protocol import JobRequest
 from farm.workers.connect import check_cluster, connect
 from storyboard.plan import Plan
@@ -22,11 +24,12 @@ FINAL = {"done", "failed", "cancelled"}
 
 
 def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, model: str | None,
-           deliver: list[str] = ()) -> int:
+           deliver: list[str] = (), owner: str | None = None) -> int:
+    owner = owner or getpass.getuser()
+    # under the owner's folder of the farm's root, never in Ray's temporary working dir
+    folder = confine(out, owner, job_id)
     connect(address="auto")
     check_cluster(plan)
-    root = Path.home() / "sakuga" / "jobs"   # relative outputs live here, not in Ray's temporary folders
-    folder = (root / out if not Path(out).expanduser().is_absolute() else Path(out).expanduser()) if out else root / job_id
     folder.mkdir(parents=True, exist_ok=True)
     if plan.audio:   # the working dir goes away with this job: the soundtrack moves next to the output
         kept = folder / f"soundtrack{Path(plan.audio).suffix}"
@@ -36,7 +39,7 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
     farm = ServiceFarm()
     config = {"source": str(file), "engine": model, "priority": priority, "submitted": True,
               "deliver": sorted(deliver)}
-    state = farm.submit(JobRequest(plan, folder, priority, config, assets, job_id))
+    state = farm.submit(JobRequest(plan, folder, priority, config, assets, job_id, owner=owner))
     job_id = state.id   # the folder's own job when it holds one: the same output continues it
     logger.info("%s: queued with priority %d, %d segments (%d reused), output %s", job_id, priority,
                 state.segments, state.reused, folder)

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import ray
 
+from farm.access.roots import confine
 from farm.api.embedded import EmbeddedFarm
 from farm.api.protocol import JobDetail, JobRequest, JobSummary
 from farm.job.cache import SegmentCache, default_cache_dir
 from farm.job.events import JobEvent
 from farm.run.progress import JobProgress
 from farm.workers.pool import WorkerPool
+from storyboard.errors import InputError
 
 from .registry import Registry
 
@@ -79,7 +81,11 @@ class FarmService:
     # -- the farm API -------------------------------------------------------------------------------
 
     def submit(self, request: JobRequest) -> JobSummary:
-        """Queue a job; the same job again (an entrypoint retrying across a restart) is the one queued."""
+        """Queue a job; the same job again (an entrypoint retrying across a restart) is the one queued.
+        Its output must lie in its owner's folder of the farm's root, whoever asks."""
+        if request.owner is None:
+            raise InputError.single("owner", "a job for the farm service names its owner")
+        request = replace(request, out=confine(request.out, request.owner, request.job_id or "render"))
         known = self.farm.job(request.job_id) if request.job_id else None
         if known is not None and known.summary.state not in ("done", "failed", "cancelled"):
             return known.summary

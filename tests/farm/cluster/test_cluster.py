@@ -4,6 +4,7 @@ two logical nodes of `ray.cluster_utils.Cluster`."""
 from __future__ import annotations
 
 import json
+import getpass
 import os
 import secrets
 import signal
@@ -63,7 +64,7 @@ def head(tmp_path_factory):
     token = secrets.token_hex(16)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": token, "SAKUGA_MODELS": str(presets), "SAKUGA_CACHE": str(tmp / "cache"),
-           "SAKUGA_FARM_HOME": str(tmp / "farm")}
+           "SAKUGA_FARM_HOME": str(tmp / "farm"), "SAKUGA_FARM_ROOT": str(tmp / "jobs")}
     env.pop("RAY_ADDRESS", None)
     dashboard = free_port()
     log = open(tmp / "head.log", "wb")
@@ -83,7 +84,7 @@ def head(tmp_path_factory):
         while cli(client, "jobs").returncode != 0:
             assert time.time() < deadline and proc.poll() is None, (tmp / "head.log").read_text()[-3000:]
             time.sleep(1)
-        yield {"env": client, "address": address, "tmp": tmp, "gcs": f"127.0.0.1:{gcs}"}
+        yield {"env": client, "address": address, "tmp": tmp, "gcs": f"127.0.0.1:{gcs}", "root": tmp / "jobs"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -113,10 +114,15 @@ def wait_status(env: dict, job: str, final=("SUCCEEDED", "FAILED", "STOPPED"), t
     raise AssertionError(f"{job} did not finish: {text}")
 
 
+def mine(head, tmp_path) -> Path:
+    """A folder of this test inside the submitting user's folder of the farm's root."""
+    return head["root"] / getpass.getuser() / tmp_path.name
+
+
 def test_submit_follow_and_read_back_a_job(head, tmp_path):
     env = head["env"]
     sb = write_storyboard(tmp_path / "sb", "Submitted", "noop", 3)
-    out = tmp_path / "out"
+    out = mine(head, tmp_path) / "out"
     result = cli(env, "submit", sb, "--out", out)
     assert result.returncode == 0, result.stderr
     job = result.stdout.strip().splitlines()[-1]
@@ -127,6 +133,19 @@ def test_submit_follow_and_read_back_a_job(head, tmp_path):
     assert "s0.0: done" in logs and "delivered" in logs
     status = cli(env, "status", out)                         # the same state, from the ledger
     assert status.returncode == 0 and f"job {job}: done" in status.stdout and "3 published of 3" in status.stdout
+
+
+def test_outputs_stay_in_the_submitters_folder_of_the_farm_root(head, tmp_path):
+    env = head["env"]
+    sb = write_storyboard(tmp_path / "sb", "Confined", "noop", 1)
+    outside = tmp_path / "elsewhere"
+    job = cli(env, "submit", sb, "--out", outside).stdout.strip().splitlines()[-1]
+    assert wait_status(env, job) == "FAILED"
+    assert "outside" in cli(env, "logs", job).stdout and not outside.exists()
+    result = cli(env, "submit", sb, "--out", f"rel-{tmp_path.name}")       # a name: under my folder there
+    assert result.returncode == 0 and "your folder of the farm's root" in result.stderr
+    assert wait_status(env, result.stdout.strip().splitlines()[-1]) == "SUCCEEDED"
+    assert (head["root"] / getpass.getuser() / f"rel-{tmp_path.name}" / "episode.mp4").is_file()
 
 
 def test_a_wrong_token_is_refused_with_a_clear_message(head, tmp_path):
@@ -141,34 +160,34 @@ def test_an_urgent_job_overtakes_a_low_priority_batch(head, tmp_path):
     # long enough (40 s on 2 GPUs) to still hold the GPUs once the urgent submit is through: each
     # `sakuga submit` first runs a check job on the cluster, a few seconds
     low = [write_storyboard(tmp_path / f"pv{i}", f"PV {i}", "slow", 40) for i in range(2)]
-    result = cli(env, "batch", *low, "--out", tmp_path / "night", "--priority", "low", "--address", head["address"])
+    result = cli(env, "batch", *low, "--out", mine(head, tmp_path) / "night", "--priority", "low", "--address", head["address"])
     assert result.returncode == 0, result.stderr
     deadline = time.time() + 90
-    while not (tmp_path / "night" / "pv0" / "segments" / "s0.0.mp4").exists():   # the batch holds the GPUs
+    while not (mine(head, tmp_path) / "night" / "pv0" / "segments" / "s0.0.mp4").exists():   # the batch holds the GPUs
         assert time.time() < deadline
         time.sleep(0.5)
     urgent = write_storyboard(tmp_path / "urgent", "Urgent", "slow", 3)
-    job = cli(env, "submit", urgent, "--out", tmp_path / "urgent-out", "--priority", "urgent").stdout.strip()
+    job = cli(env, "submit", urgent, "--out", mine(head, tmp_path) / "urgent-out", "--priority", "urgent").stdout.strip()
     for j in [*result.stdout.split(), job]:
         assert wait_status(env, j) == "SUCCEEDED"
 
     def attempts(out: Path) -> list[dict]:
         with Ledger(out / "ledger.sqlite") as ledger:
             return ledger.attempts(ledger.jobs()[-1]["id"])
-    urgent_starts = [a["started"] for a in attempts(tmp_path / "urgent-out")]
-    assert [a["status"] for a in attempts(tmp_path / "urgent-out")] == ["done"] * 3, attempts(tmp_path / "urgent-out")
-    batch = [a for i in range(2) for a in attempts(tmp_path / "night" / f"pv{i}")]
+    urgent_starts = [a["started"] for a in attempts(mine(head, tmp_path) / "urgent-out")]
+    assert [a["status"] for a in attempts(mine(head, tmp_path) / "urgent-out")] == ["done"] * 3, attempts(mine(head, tmp_path) / "urgent-out")
+    batch = [a for i in range(2) for a in attempts(mine(head, tmp_path) / "night" / f"pv{i}")]
     later = [a["started"] for a in batch if a["started"] > min(urgent_starts)]
     assert later, "the batch was over before the urgent job arrived: nothing was tested"
     # once the urgent job was queued, no batch segment started before all of its segments had
     assert min(later) >= max(urgent_starts) - 0.01
-    assert max(a["ended"] for a in attempts(tmp_path / "urgent-out")) < max(a["ended"] for a in batch)
+    assert max(a["ended"] for a in attempts(mine(head, tmp_path) / "urgent-out")) < max(a["ended"] for a in batch)
 
 
 def test_cancel_stops_a_running_job_and_keeps_what_is_published(head, tmp_path):
     env = head["env"]
     sb = write_storyboard(tmp_path / "sb", "Long", "crawl", 12)
-    out = tmp_path / "out"
+    out = mine(head, tmp_path) / "out"
     job = cli(env, "submit", sb, "--out", out).stdout.strip()
     deadline = time.time() + 90
     while "done (1/" not in cli(env, "logs", job).stdout:
@@ -211,7 +230,7 @@ print(pid, done)
 def test_the_farm_service_killed_mid_job_restarts_and_finishes_it(head, tmp_path):
     env = head["env"]
     sb = write_storyboard(tmp_path / "sb", "Restart", "crawl", 6)
-    out = tmp_path / "out"
+    out = mine(head, tmp_path) / "out"
     job = cli(env, "submit", sb, "--out", out).stdout.strip()
     deadline = time.time() + 90
     while not (out / "ledger.sqlite").is_file():

@@ -1,0 +1,119 @@
+"""The studio's JSON API over HTTP (FastAPI's TestClient, on a farm whose pool needs no Ray): sign-in by
+per-user token, submit from under the studio's root, and every refusal — no token, someone else's job,
+paths that lead out, a bad storyboard (422 with the CLI's FILE:LINE:COL problems)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from farm.access.users import User, UserStore  # noqa: E402
+from farm.api.embedded import EmbeddedFarm  # noqa: E402
+from farm.web.api import create_app  # noqa: E402
+from farm.web.identity import Identities  # noqa: E402
+
+BOARD = ("sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
+         "scenes:\n  - id: one\n    shots:\n      - {{id: s0, frames: 17, prompt: a}}\n      - {{id: s1, frames: 17, prompt: b}}\n")
+
+
+@pytest.fixture
+def studio(tmp_path, FakePool):
+    root = tmp_path / "boards"
+    (root / "ep").mkdir(parents=True)
+    (root / "ep" / "board.yaml").write_text(BOARD.format(title="ep"))
+    users = UserStore(tmp_path / "users.sqlite")
+    tokens = {name: users.add(name, admin=name == "boss") for name in ("alice", "bob", "boss")}
+    farm = EmbeddedFarm(FakePool([1]))
+    app = create_app(farm, root=root, identities=Identities(users, None), outputs=tmp_path / "jobs")
+    client = TestClient(app, raise_server_exceptions=False)
+    as_ = {name: {"Authorization": f"Bearer {t}"} for name, t in tokens.items()}
+    return client, farm, as_, tmp_path
+
+
+def test_a_signed_in_user_submits_follows_and_downloads_their_job(studio):
+    client, farm, as_, tmp_path = studio
+    r = client.post("/api/jobs", json={"storyboard": "ep/board.yaml", "out": "ep1"}, headers=as_["alice"])
+    assert r.status_code == 200, r.text
+    job, out = r.json()["id"], Path(r.json()["out"])
+    assert out == (tmp_path / "jobs" / "alice" / "ep1").resolve()
+    farm.wait()
+    detail = client.get(f"/api/jobs/{job}", headers=as_["alice"]).json()
+    assert detail["summary"]["state"] == "done" and detail["summary"]["owner"] == "alice"
+    assert [s["id"] for s in detail["shots"]] == ["s0", "s1"]
+    episode = client.get(f"/api/jobs/{job}/files/episode.mp4", headers=as_["alice"])
+    assert episode.status_code == 200 and episode.content == (out / "episode.mp4").read_bytes()
+    assert [j["id"] for j in client.get("/api/jobs", headers=as_["alice"]).json()] == [job]
+    assert client.get("/openapi.json").json()["paths"]["/api/jobs/{job_id}/cancel"]
+
+
+def test_no_token_or_a_wrong_one_is_401(studio):
+    client, farm, as_, _ = studio
+    assert client.get("/api/jobs").status_code == 401
+    assert client.get("/api/jobs", headers={"Authorization": "Bearer sk-alice-nope"}).status_code == 401
+    r = client.post("/api/jobs", json={"storyboard": "ep/board.yaml"}, headers={"Authorization": "Basic x"})
+    assert r.status_code == 401 and farm.jobs() == []
+
+
+def test_user_a_cannot_see_cancel_reprioritise_or_read_user_bs_job(studio):
+    client, farm, as_, _ = studio
+    job = client.post("/api/jobs", json={"storyboard": "ep/board.yaml"}, headers=as_["bob"]).json()["id"]
+    assert client.post(f"/api/jobs/{job}/cancel", headers=as_["alice"]).status_code == 403
+    assert client.post(f"/api/jobs/{job}/priority", json={"priority": "urgent"}, headers=as_["alice"]).status_code == 403
+    assert client.get(f"/api/jobs/{job}", headers=as_["alice"]).status_code == 404
+    assert client.get(f"/api/jobs/{job}/files/plan.json", headers=as_["alice"]).status_code == 404
+    assert client.get("/api/jobs", headers=as_["alice"]).json() == []
+    assert farm.job(job).summary.state == "running" and farm.job(job).summary.priority == 0
+    r = client.post(f"/api/jobs/{job}/priority", json={"priority": "high"}, headers=as_["boss"])
+    assert r.status_code == 200 and r.json()["changed"] and farm.job(job).summary.priority > 0
+    assert client.post(f"/api/jobs/{job}/cancel", headers=as_["bob"]).json() == {"cancelling": True}
+    assert client.post("/api/jobs/nope/cancel", headers=as_["bob"]).status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"storyboard": "../boards/ep/board.yaml"}, "storyboard"),
+    ({"storyboard": "/etc/passwd"}, "storyboard"),
+    ({"storyboard": "link/board.yaml"}, "storyboard"),            # a symlink that leads out of the root
+    ({"storyboard": "ep/board.yaml", "out": "../bob/x"}, "--out"),
+    ({"storyboard": "ep/board.yaml", "out": "/tmp/anywhere"}, "--out"),
+    ({"storyboard": "ep/board.yaml", "priority": "asap"}, "priority"),
+])
+def test_paths_that_lead_out_and_bad_fields_are_422_and_start_nothing(studio, body, field):
+    client, farm, as_, tmp_path = studio
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "board.yaml").write_text(BOARD.format(title="x"))
+    link = tmp_path / "boards" / "link"
+    if not link.exists():
+        link.symlink_to(outside)
+    r = client.post("/api/jobs", json=body, headers=as_["alice"])
+    assert r.status_code == 422, r.text
+    assert r.json()["problems"][0]["file"] == field
+    assert farm.jobs() == [] and not (tmp_path / "anywhere").exists()
+
+
+def test_a_bad_storyboard_is_422_with_the_clis_problems(studio):
+    client, farm, as_, tmp_path = studio
+    (tmp_path / "boards" / "ep" / "bad.yaml").write_text(BOARD.format(title="bad").replace("frames: 17", "frames: -3", 1))
+    r = client.post("/api/jobs", json={"storyboard": "ep/bad.yaml"}, headers=as_["alice"])
+    assert r.status_code == 422
+    [problem] = r.json()["problems"]
+    assert problem["file"].endswith("bad.yaml") and problem["line"] == 8 and "frames" in problem["text"]
+    assert client.post("/api/jobs", json={"storyboard": "ep/board.yaml", "gpu": 3},
+                       headers=as_["alice"]).status_code == 422                      # unknown field
+    assert farm.jobs() == []
+
+
+def test_a_studio_on_the_loopback_with_nobody_signed_up_is_the_local_users(tmp_path, FakePool):
+    from farm.web.serve import identities_for
+
+    users = UserStore(tmp_path / "users.sqlite")
+    local = identities_for("127.0.0.1", users)
+    assert local.local is not None and local.local.admin
+    with pytest.raises(Exception, match="needs a sign-in"):
+        identities_for("0.0.0.0", users)
+    users.add("alice")
+    assert identities_for("0.0.0.0", users).local is None and identities_for("127.0.0.1", users).local is None
+    assert isinstance(local.local, User)
