@@ -18,6 +18,7 @@ class LoadedStoryboard:
     preset: Preset
     fps: int
     assets: dict[str, Asset] = field(default_factory=dict)   # as written in the file → checked asset
+    speed: dict = field(default_factory=dict)   # `--speed` overrides, laid over every preset's `options.speed`
 
     def asset(self, written: str) -> Asset:
         return self.assets[written]

@@ -15,7 +15,7 @@ from typing import Literal
 
 from .loaded import LoadedStoryboard
 from .model import MENTION, PREVIOUS, Scene, Shot, Storyboard, keyframe_frame
-from .presets import Preset, load_preset
+from .presets import Preset, load_preset, pixel_options
 
 HASH_VERSION = 1
 
@@ -208,6 +208,9 @@ def _content_hash(seg: Segment, preset: Preset) -> str:
         image.pop("ref")
     payload["hash_version"] = HASH_VERSION
     payload["preset"] = preset.model_dump(mode="json", exclude={"cost", "description"})
+    # speed settings that keep the pixels (an exact attention kernel, compilation) do not re-render
+    payload["preset"]["options"] = pixel_options(payload["preset"]["options"])
+    payload["options"] = _option_pairs(pixel_options({k: json.loads(v) for k, v in seg.options}))
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -243,7 +246,11 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
 
 
 def _engine_options(p: Preset) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in p.options.items()))
+    return _option_pairs(p.options)
+
+
+def _option_pairs(options: dict) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in options.items()))
 
 
 class _ShotCompiler:
@@ -254,7 +261,8 @@ class _ShotCompiler:
         self.sb, self.preset, self.fps = loaded.storyboard, loaded.preset, loaded.fps
         self.width, self.height = self.sb.output.width, self.sb.output.height
         # segments with no picture at all render with the preset's text-to-video companion, if it has one
-        self.text_preset = load_preset(self.preset.text_to_video) if self.preset.text_to_video else self.preset
+        self.text_preset = (load_preset(self.preset.text_to_video).with_speed(loaded.speed)
+                            if self.preset.text_to_video else self.preset)
         defaults = self.sb.defaults
         self.base_seed = defaults.seed if defaults.seed is not None else self.preset.defaults.seed
 

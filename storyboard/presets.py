@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from .adapters.yamlsource import load_yaml
 from .errors import InputError, Problem
@@ -19,6 +19,10 @@ from .model import PresetName, Sampling, Seed, Shot, Strict, half_up
 from .schema_errors import problems_from_validation
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
+
+
+# a speed option as `cost.speed` names it: `attention=sage`, `fp8=layerwise`, `cache=fbc`, `compile=on`
+SpeedName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+=[a-z0-9_]+$", max_length=64)]
 
 
 class FrameGrid(Strict):
@@ -37,9 +41,10 @@ class FrameGrid(Strict):
 class CostModel(Strict):
     """Seconds to render one segment, per sequence-parallel degree.
 
-    runtime = overhead + steps * forwards * (linear * ktok + attention * ktok^2) / (degree * eff[degree])
+    runtime = overhead + steps * forwards * (linear * ktok + attention * ktok^2) * speed / (degree * eff[degree])
               + decode * megapixel-frames
-    where ktok = transformer tokens / 1000 and forwards = 2 when classifier-free guidance runs.
+    where ktok = transformer tokens / 1000, forwards = 2 when classifier-free guidance runs and `speed`
+    the product of the `speed` factors of the speed options that are on (`speed_names`).
     """
 
     hardware: str = Field(description="what the figures are for, e.g. 'H100 80GB, bf16'")
@@ -54,15 +59,25 @@ class CostModel(Strict):
     load_s: float = Field(0.0, ge=0, le=86400, description="seconds to load the model on a worker")
     timeout_factor: float = Field(4.0, ge=1.0, le=1000.0)
     timeout_min_s: float = Field(120.0, gt=0, le=86400)
+    speed: dict[SpeedName, float] = Field(
+        default_factory=dict, description="denoising time factor per speed option, e.g. `attention=sage: 0.8`")
+
+    def speedup(self, names: list[str]) -> float:
+        """The denoising time factor of the speed options `names` (1 for an option with no figure)."""
+        factor = 1.0
+        for name in names:
+            factor *= self.speed.get(name, 1.0)
+        return factor
 
     def timeout(self, estimate_s: float, loading: bool) -> float:
         return max(self.timeout_min_s, self.timeout_factor * estimate_s) + (self.load_s if loading else 0.0)
 
-    def runtime(self, *, tokens: int, steps: int, cfg: bool, mpixel_frames: float, degree: int = 1) -> float:
+    def runtime(self, *, tokens: int, steps: int, cfg: bool, mpixel_frames: float, degree: int = 1,
+                speedup: float = 1.0) -> float:
         ktok = tokens / 1000.0
         per_forward = self.linear_s_per_ktoken * ktok + self.attention_s_per_ktoken2 * ktok * ktok
         eff = self.parallel_efficiency[degree]
-        denoise = steps * (2 if cfg else 1) * per_forward / (degree * eff)
+        denoise = steps * (2 if cfg else 1) * per_forward * speedup / (degree * eff)
         return self.overhead_s + denoise + self.decode_s_per_mpixel_frame * mpixel_frames
 
 
@@ -113,7 +128,46 @@ class Preset(Strict):
             cfg=guidance > 1.0,
             mpixel_frames=frames * width * height / 1e6,
             degree=degree,
+            speedup=self.cost.speedup(speed_names(self.options)),
         )
+
+    def with_speed(self, overrides: dict) -> "Preset":
+        """This preset with `overrides` (a `speed:` block, from `--speed`) laid over `options.speed`."""
+        if not overrides:
+            return self
+        speed = {**(self.options.get("speed") or {}), **overrides}
+        return self.model_copy(update={"options": {**self.options, "speed": speed}})
+
+
+def speed_names(options: dict) -> list[str]:
+    """The speed options that are on, as `cost.speed` names them (`key=value`; `key=on` for a switch,
+    `key=kind` for a cache). Read from the raw `options.speed` block (the engine validates it): the
+    planner needs only the names, not what they do."""
+    names = []
+    speed = options.get("speed")
+    for key, value in (speed.items() if isinstance(speed, dict) else ()):
+        if isinstance(value, dict):
+            value = value.get("kind")
+        elif isinstance(value, str):
+            value = value.partition(":")[0]
+        if value is True:
+            value = "on"
+        if isinstance(value, str) and value not in ("off", "native", "none"):
+            names.append(f"{key}={value}")
+    return names
+
+
+def pixel_options(options: dict) -> dict:
+    """`options` less the speed settings that leave the pixels as they are (up to kernel rounding, as a
+    thread count does): an exact attention backend (all but SageAttention's quantized ones) and
+    compilation. FP8 weights, caches, quantized attention and VAE tiling change pixels, so they stay and
+    count in a segment's content hash; the rest do not re-render what is cached."""
+    speed = options.get("speed")
+    if not isinstance(speed, dict):
+        return options
+    kept = {k: v for k, v in speed.items()
+            if k != "compile" and not (k == "attention" and "sage" not in str(v))}
+    return {**options, "speed": kept} if kept else {k: v for k, v in options.items() if k != "speed"}
 
 
 def search_path() -> list[Path]:

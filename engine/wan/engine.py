@@ -35,6 +35,7 @@ from . import tiny
 from .keyframe_pipeline import KeyframePipeline, keyframe_condition
 from .options import check_weights, expand, options
 from .similarity import character_similarity
+from .speed import Speedups
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class WanEngine:
             self.pipe.enable_model_cpu_offload()
         else:
             self.pipe.to(self.device)
+        self.speed = Speedups(self.pipe, self.opts.speed, self.device, self.dtype)
         self.text_cache: OrderedDict[tuple, tuple] = OrderedDict()
         encoder = getattr(self.pipe, "image_encoder", None)
         self.encoder_id = fingerprint(encoder) if encoder is not None else None
@@ -129,8 +131,9 @@ class WanEngine:
             conditions = Conditions(**sharding.broadcast(None if conditions is None else vars(conditions),
                                                          self.device))
 
-        # 3. Attention split over the gang (or an earlier split undone for a lone render)
+        # 3. Attention split over the gang (or an earlier split undone for a lone render), caches set up
         self._shard(ranks, latents.shape)
+        self.speed.prepare(segment.steps, ranks)
 
         # 4. Denoise
         latents = self.denoise(segment, latents, conditions, progress)
@@ -186,6 +189,7 @@ class WanEngine:
             else:
                 sharding.enable(transformer, layout(ranks, transformer.config.num_attention_heads,
                                                     tokens(transformer, latent_shape)), self.opts.sp_backend)
+            self.speed.after_shard(transformer, ranks, self.opts.sp_backend)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -242,7 +246,7 @@ class WanEngine:
         return torch.from_numpy(picture).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
 
     def _tiling(self, width: int, height: int) -> None:
-        if min(width, height) >= self.opts.vae_tiling_from:
+        if self.speed.tiles(width, height):
             self.pipe.vae.enable_tiling()
         else:
             self.pipe.vae.disable_tiling()

@@ -11,11 +11,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from storyboard.errors import InputError
 from storyboard.model import Strict
 from storyboard.presets import Preset, preset_problem
+
+from .speed_options import SpeedOptions
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -29,12 +31,23 @@ class WanOptions(Strict):
     task: Literal["i2v", "t2v"] = "i2v"
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     identity_weight: float = Field(0.5, ge=0, le=1, description="share of the character bank in image embeddings")
-    vae_tiling_from: int = Field(720, ge=1, description="decode with VAE tiling when the short side is at least this")
+    speed: SpeedOptions = Field(default_factory=SpeedOptions, description="attention, fp8, cache, compile, "
+                                                                          "VAE tiling (speed_options.py)")
     qc_frames: int = Field(4, ge=1, le=64, description="frames per segment sampled for character similarity")
     text_cache: int = Field(64, ge=0, le=4096, description="prompt embeddings kept per worker")
     sp_backend: Literal["diffusers", "xfuser"] = Field(
         "diffusers", description="who exchanges attention in a gang: diffusers' context parallelism, or xDiT's "
                                  "xfuser long-context attention (GPU only, `pip install sakuga[gpu]`)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_vae_tiling_from(cls, data):
+        """`vae_tiling_from: N` (before speed options) is `speed: {vae_tiling: N}`."""
+        if isinstance(data, dict) and "vae_tiling_from" in data:
+            data = dict(data)
+            tiling = data.pop("vae_tiling_from")
+            data["speed"] = {"vae_tiling": tiling, **(data.get("speed") or {})}
+        return data
 
 
 def expand(text: str) -> Path:

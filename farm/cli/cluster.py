@@ -18,6 +18,7 @@ from .options import (
     Master,
     Model,
     Priority,
+    Speed,
     load,
     masters,
     model_name,
@@ -34,15 +35,16 @@ def submit(
     engine: EngineAlias = None,
     deliver: Deliver = None,
     insecure: Insecure = False,
+    speed: Speed = None,
 ) -> None:
     """Submit a render to the studio cluster's queue (Ray Job API); prints the job id."""
     from farm.cluster.client import submit as send
 
     level = priority(priority_)
     preset = model_name(model, engine)
-    _, p = load(file, preset, None)
+    _, p = load(file, preset, None, speed)
     typer.echo(send(file, p, address=address, priority=level, out=cluster_out(out), model=preset,
-                    deliver=masters(deliver), insecure=insecure))
+                    deliver=masters(deliver), insecure=insecure, speed=speed or []))
 
 
 def cluster_out(out: str | None) -> str | None:
@@ -69,10 +71,11 @@ def run_job(
     engine: Annotated[str | None, typer.Option("--engine", hidden=True)] = None,   # jobs from older clients
     deliver: Annotated[list[Master] | None, typer.Option("--deliver")] = None,
     owner: Annotated[str | None, typer.Option("--owner")] = None,
+    speed: Speed = None,
 ) -> None:
     """Entrypoint of a submitted job, on the cluster: hand the plan to the farm service and follow it."""
     preset = model or engine
-    _, p = load(file, preset, None)
+    _, p = load(file, preset, None, speed)
     from farm.cluster.entrypoint import follow
 
     raise typer.Exit(follow(p, file, job_id, priority_, out, preset, masters(deliver), owner))

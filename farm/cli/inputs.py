@@ -10,7 +10,7 @@ import typer
 
 from storyboard.errors import InputError
 
-from .options import AssetRoots, EngineAlias, Model, duration, load, model_name
+from .options import AssetRoots, EngineAlias, Model, Speed, duration, load, model_name
 
 
 def validate(file: Path, asset_root: AssetRoots = None) -> None:
@@ -24,9 +24,9 @@ def validate(file: Path, asset_root: AssetRoots = None) -> None:
 
 
 def plan(file: Path, as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-         model: Model = None, engine: EngineAlias = None, asset_root: AssetRoots = None) -> None:
+         model: Model = None, engine: EngineAlias = None, asset_root: AssetRoots = None, speed: Speed = None) -> None:
     """Show the render plan: shots, segments, dependencies, critical path, cost estimate."""
-    _, p = load(file, model_name(model, engine), asset_root)
+    _, p = load(file, model_name(model, engine), asset_root, speed)
     data = p.to_json()
     if as_json:
         typer.echo(json.dumps(data, indent=2))

@@ -1,6 +1,7 @@
 """What several commands share: their options, loading a storyboard into a plan, priorities."""
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,9 @@ Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard of
 Insecure = Annotated[bool, typer.Option("--insecure", help="Use a cluster that does not require a token (anyone who reaches it can run code there).")]
 Priority = Annotated[str, typer.Option("--priority", help="low, normal, high, urgent or an integer (higher goes first).")]
 Gpus = Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers (logical GPUs on a CPU machine).")]
+Speed = Annotated[list[str] | None, typer.Option("--speed", help="A speed option over the preset's options.speed, "
+                                                                 "KEY=VALUE (repeatable): attention=sage, fp8=layerwise, "
+                                                                 "cache=fbc:0.05, compile=on, vae_tiling=off (docs/models.md).")]
 
 
 class Master(str, Enum):
@@ -45,13 +49,29 @@ def model_name(model: str | None, engine: str | None) -> str | None:
     return model if model is not None else engine
 
 
-def load(file: Path, model: str | None, asset_roots: list[Path] | None):
-    """The storyboard at `file` and its plan (input errors name the file, line and field)."""
+def load(file: Path, model: str | None, asset_roots: list[Path] | None, speed: list[str] | None = None):
+    """The storyboard at `file` and its plan (input errors name the file, line and field), with the
+    `--speed` flags laid over its presets' speed options."""
     from storyboard.load import load as read
     from storyboard.plan import build_plan
 
+    overrides = speed_overrides(speed)
     loaded = read(file, model=model, asset_roots=asset_roots or [])
+    if overrides:
+        if loaded.preset.engine != "wan":
+            raise InputError.single("--speed", f"--speed: model {loaded.preset.name!r} ({loaded.preset.engine} "
+                                               "engine) has no speed options; they are for wan presets")
+        loaded = replace(loaded, preset=loaded.preset.with_speed(overrides), speed=overrides)
     return loaded, build_plan(loaded)
+
+
+def speed_overrides(flags: list[str] | None) -> dict:
+    """`--speed` flags as a `speed:` block, checked (InputError naming the flag)."""
+    if not flags:
+        return {}
+    from engine.wan.speed_options import parse_flags
+
+    return parse_flags(flags)
 
 
 def priority(text: str) -> int:

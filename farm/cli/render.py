@@ -22,6 +22,7 @@ from .options import (
     NoCache,
     Priority,
     Quiet,
+    Speed,
     Wait,
     load,
     masters,
@@ -47,13 +48,14 @@ def render(
     no_cache: NoCache = False,
     deliver: Deliver = None,
     wait: Wait = False,
+    speed: Speed = None,
 ) -> None:
     """Render everything and deliver the cut into OUT. Segments already published in OUT, or in the
     segment cache, with the same content hash are reused, not rendered again."""
     config = {"source": str(file.resolve()), "engine": model_name(model, engine), "gpus": gpus, "address": address,
               "asset_roots": [str(p.resolve()) for p in asset_root or []], "offload": offload,
               "cache": None if no_cache else str(cache.resolve()) if cache else "default",
-              "deliver": masters(deliver)}
+              "deliver": masters(deliver), "speed": speed or []}
     if resume and not JobFolder(out).has_ledger():
         raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
     _render(config, out, quiet, wait)
@@ -103,7 +105,7 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
     if not address and config.get("gpus", 1) > MAX_LOCAL_GPUS:
         raise InputError.single("--gpus", f"{config['gpus']} workers on one machine: a local farm runs at most "
                                           f"{MAX_LOCAL_GPUS} (a cluster gets as many as it has, with --address)")
-    _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])])
+    _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])], config.get("speed"))
     _check_out(JobFolder(out), file, wait)
     if not address:   # a local run loads the weights here; a cluster's workers are asked instead
         from farm.workers.engines import check_presets
@@ -163,6 +165,7 @@ def batch(
     no_cache: NoCache = False,
     deliver: Deliver = None,
     insecure: Insecure = False,
+    speed: Speed = None,
 ) -> None:
     """Queue many files (overnight PV batches). With --address they join the cluster's queue at
     PRIORITY, filling idle GPUs while more urgent jobs go first; else they render here together."""
@@ -174,7 +177,7 @@ def batch(
     stems = [f.stem for f in files]
     for f in files:
         try:
-            plans.append(load(f, preset, None)[1])
+            plans.append(load(f, preset, None, speed)[1])
         except InputError as e:
             problems += e.problems
     for f in files:
@@ -189,14 +192,15 @@ def batch(
 
         for f, p in zip(files, plans):
             typer.echo(send(f, p, address=address, priority=level, out=cluster_out(str(out / f.stem)), model=preset,
-                            deliver=masters(deliver), insecure=insecure))
+                            deliver=masters(deliver), insecure=insecure, speed=speed or []))
         return
     from farm.api.embedded import render_jobs
     from farm.api.protocol import JobRequest
     from farm.job.job import Job
 
     requests = [JobRequest(p, out / f.stem, level, {"source": str(f.resolve()), "engine": preset, "gpus": gpus,
-                                                    "deliver": masters(deliver)}, None, Job.new_id(f.stem))
+                                                    "deliver": masters(deliver), "speed": speed or []},
+                           None, Job.new_id(f.stem))
                 for f, p in zip(files, plans)]
     outcomes = render_jobs(requests, gpus=gpus, show_progress=not quiet,
                            cache=_cache(None if no_cache else cache or "default"))

@@ -3,6 +3,7 @@ them needs the memory; then the least recently used go first."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,11 +36,12 @@ class EngineCache:
 
     def __init__(self, budget_gb: float, load: Callable[[Preset, bool], Engine]):
         self.budget_gb, self.load = budget_gb, load
-        self.engines: OrderedDict[tuple[str, bool], tuple[float, Engine]] = OrderedDict()
+        self.engines: OrderedDict[tuple[str, str, bool], tuple[float, Engine]] = OrderedDict()
         self.loads = 0
 
     def get(self, preset: Preset, offload: bool = False) -> Engine:
-        key = (preset.name, offload)
+        # by options too: jobs may ask one preset with other `--speed` options (FP8, a cache), another engine
+        key = (preset.name, json.dumps(preset.options, sort_keys=True, default=str), offload)
         if key in self.engines:
             self.engines.move_to_end(key)
             return self.engines[key][1]
@@ -60,7 +62,7 @@ class EngineCache:
         return sum(gb for gb, _ in self.engines.values())
 
     def resident(self) -> list[str]:
-        return sorted({name for name, _ in self.engines})
+        return sorted({name for name, _, _ in self.engines})
 
 
 def release_accelerator_memory() -> None:
