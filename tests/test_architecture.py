@@ -135,8 +135,8 @@ def test_modules_and_functions_stay_readable_sizes():
 
 def test_option_and_layout_modules_load_without_torch_or_diffusers():
     """The command line checks presets and plans gangs before loading any model."""
-    light = ["engine.base", "engine.registry", "engine.options", "engine.wan.options", "engine.parallel.layout",
-             "engine.wan.similarity", "engine.qc", "engine.fit", "engine.bank"]
+    light = ["engine.base", "engine.registry", "engine.options", "engine.wan.options", "engine.wan.speed_options",
+             "engine.parallel.layout", "engine.wan.similarity", "engine.qc", "engine.fit", "engine.bank"]
     code = ("import sys\n" + "".join(f"import {m}\n" for m in light)
             + "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'ray') if m in sys.modules)\n"
             + "print(heavy)\n")
