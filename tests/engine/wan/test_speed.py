@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+
 import numpy as np
 import pytest
 import torch
