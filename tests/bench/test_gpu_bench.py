@@ -41,6 +41,33 @@ def test_the_smoke_run_writes_every_part_of_the_report(tmp_path):
     assert "cost:" in result.stdout and "linear_s_per_ktoken:" in result.stdout
 
 
+def costfit():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import costfit
+    finally:
+        sys.path.pop(0)
+    return costfit
+
+
+def test_the_refit_recovers_the_linear_and_attention_terms_and_the_factors():
+    a, b = 0.03, 0.0015                      # seconds per ktoken and per ktoken^2
+    forward = [{"option": option, "label": label, "tokens": n, "s_per_step": f * (a * n / 1e3 + b * (n / 1e3) ** 2)}
+               for option, f in (("native", 1.0), ("sage", 0.7), ("fp8 layerwise", 1.1))
+               for label, n in (("1080p/8", 21_420), ("480p", 32_760), ("720p", 75_600), ("1080p/1", 171_360))]
+    cache = [{"label": "720p", "steps": 8, "computed_steps": 5, "s_per_step": 0.6 * forward[2]["s_per_step"]},
+             {"label": "480p", "steps": 8, "computed_steps": 8, "s_per_step": 9.0}]
+    decodes = [{"tiled": False, "frames": 81, "width": 1280, "height": 720, "seconds": 20.0},
+               {"tiled": True, "frames": 81, "width": 1280, "height": 720, "seconds": 29.859}]
+    cost = costfit().refit(forward, cache, decodes, "H200, bf16")
+    # exact data, so least squares returns the terms it was made from (up to float rounding)
+    assert abs(cost["linear_s_per_ktoken"] - a) < 1e-6 and abs(cost["attention_s_per_ktoken2"] - b) < 1e-8
+    assert cost["decode_s_per_mpixel_frame"] == round(29.859 / (81 * 1280 * 720 / 1e6), 5)
+    assert cost["speed"] == {"attention=sage": 0.7, "fp8=layerwise": 1.1, "cache=fbc": 0.6}
+    # a term that would fit negative is dropped, not written as a negative cost
+    assert costfit().fit_forward([{"tokens": 1000, "s_per_step": 1.0}, {"tokens": 2000, "s_per_step": 1.5}])[1] == 0.0
+
+
 def test_the_full_size_run_measures_the_real_architecture_and_gang_shares():
     """Without a GPU: the sizes the GPU run uses are the ones the issue names."""
     sys.path.insert(0, str(SCRIPT.parent))
@@ -60,4 +87,8 @@ def test_the_script_imports_only_torch_diffusers_and_the_standard_library():
     tree = ast.parse(SCRIPT.read_text())
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert roots - set(sys.stdlib_module_names) <= {"torch", "diffusers", "torchao", "__future__"}
+    # costfit: bench/costfit.py beside it, plain Python
+    assert roots - set(sys.stdlib_module_names) <= {"torch", "diffusers", "torchao", "costfit"}
+    fit = ast.parse((SCRIPT.parent / "costfit.py").read_text())
+    imports = [n for n in ast.walk(fit) if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert [getattr(n, "module", None) for n in imports] == ["__future__"]
