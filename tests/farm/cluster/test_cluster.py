@@ -3,8 +3,8 @@
 two logical nodes of `ray.cluster_utils.Cluster`."""
 from __future__ import annotations
 
-import json
 import getpass
+import json
 import os
 import secrets
 import signal
