@@ -128,7 +128,7 @@ class _Checker:
         chosen = choose(parts.output, preset, self._first_picture(parts), override)
         for axis, problem in size_problems(chosen, preset):
             if chosen.source == "command line":
-                self.problems.append(Problem("--size", 1, 1, f"--size {chosen}: {problem}"))
+                self.problems.append(Problem("--size", 1, 1, problem))
             else:
                 self.fail(("output", axis) if axis else ("output",), problem)
         return chosen
