@@ -143,7 +143,7 @@ class Plan:
             ],
             "segments": [
                 {"id": g.id, "shot": g.shot, "frames": g.frames, "first_frame": g.first_frame,
-                 "deps": list(g.deps), "degree": 1, "seed": g.seed, "hash": g.hash, "prompt": g.prompt,
+                 "deps": list(g.deps), "degree": 1, "seed": g.seed, "hash": g.hash, "prompt": g.prompt, "fit": g.fit,
                  "conditions": [{"frame": c.frame, "kind": c.image.kind, "ref": c.image.ref} for c in g.conditions],
                  "runtime_s": {str(k): round(v, 3) for k, v in g.runtime_s}}
                 for g in self.segments
