@@ -59,7 +59,8 @@ def half_up(x: float) -> int:
 
 
 def keyframe_frame(at: float, frames: int) -> int:
-    """The frame of a shot of `frames` frames that a keyframe at relative position `at` lands on."""
+    """The frame of a shot of `frames` frames that a keyframe at relative position `at` lands on under the
+    default (`nearest`) rule; a preset may place keyframes otherwise (`storyboard/keyframes.py`)."""
     return half_up(at * (frames - 1))
 
 

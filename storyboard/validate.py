@@ -59,7 +59,7 @@ def validate(doc: Document, *, model: str | None = None, asset_roots: list[Path]
 
 def _segment_count(frames: int, preset: Preset) -> int:
     """How many segments the planner makes of a shot of `frames` frames."""
-    from .plan import split_frames   # the planner's own split, so the count is the plan's
+    from .plan import split_frames  # the planner's own split, so the count is the plan's
 
     try:
         return len(split_frames(frames, preset))

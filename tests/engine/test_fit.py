@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from engine.animatic import AnimaticEngine
 from engine.fit import fit_cover, fit_picture, fit_stretch
 from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset
-
 
 GREEN, RED, BLUE, YELLOW = (30, 200, 30), (220, 30, 30), (30, 30, 220), (230, 200, 40)
 
@@ -75,8 +75,6 @@ output: {{width: 64, height: 64}}
 
 def plan_with(make_storyboard, defaults: str, name: str):
     path = make_storyboard(FIT_BOARD.format(defaults=defaults), name=name)
-    from PIL import Image
-
     Image.fromarray(quarters(128, 32)).save(path.parent / "wide.png")
     return build_plan(load(path))
 
