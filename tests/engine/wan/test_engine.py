@@ -324,7 +324,7 @@ def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga
 def test_an_encoder_fingerprint_ignores_the_thread_count_and_sees_a_single_changed_weight():
     """Workers with other thread counts must give one encoder one id (or banks are not shared); a float
     sum of 5M values changes with the thread count, the fingerprint's integer sums do not."""
-    from engine.wan.engine import fingerprint
+    from engine.wan.encoders import fingerprint
 
     layer = torch.nn.Linear(2500, 2000)
     threads = torch.get_num_threads()
