@@ -91,9 +91,10 @@ def write_fp8_scaled(state_dict: dict, path: Path) -> Path:
     return path
 
 
-def write_gguf(state_dict: dict, path: Path) -> Path:
-    """A GGUF file as city96's converter writes a Wan transformer: Wan's names, Q8_0 for matrices whose
-    rows split into 32-value blocks, F32 for the rest (vectors, small tensors, the 5-D patch embedding)."""
+def write_gguf(state_dict: dict, path: Path, quantise_from: int = GGUF_QUANTISE_FROM) -> Path:
+    """A GGUF file as city96's converter writes a Wan transformer: Wan's names, Q8_0 for matrices of at
+    least `quantise_from` values whose rows split into 32-value blocks, F32 for the rest (vectors, small
+    tensors, the 5-D patch embedding)."""
     import gguf
     import numpy as np
 
@@ -102,7 +103,7 @@ def write_gguf(state_dict: dict, path: Path) -> Path:
     for name, tensor in wan_state_dict(state_dict).items():
         data = tensor.float().numpy()
         qtype = gguf.GGMLQuantizationType.F32
-        if data.ndim == 2 and data.shape[-1] % 32 == 0 and data.size >= GGUF_QUANTISE_FROM:
+        if data.ndim == 2 and data.shape[-1] % 32 == 0 and data.size >= quantise_from:
             qtype = gguf.GGMLQuantizationType.Q8_0
         writer.add_tensor(name, gguf.quants.quantize(np.ascontiguousarray(data), qtype), raw_dtype=qtype)
     writer.write_header_to_file(path=str(path))
