@@ -89,7 +89,7 @@ def transformer(key: str, path: Path, base: Path) -> Component:
 
 def base_components(base: Path, overridden: set[str]) -> list[Component]:
     """The parts `model_index.json` names, each a diffusers (or transformers) model folder, read from its
-    safetensors headers; a transformer the preset replaces only needs its config here."""
+    safetensors headers; a transformer the preset replaces is left to its checkpoint's row."""
     index = base / "model_index.json"
     if not index.is_file():
         return [Component("base", base, "not a diffusers folder", problems=[(base, _not_diffusers(base))])]
@@ -102,22 +102,14 @@ def base_components(base: Path, overridden: set[str]) -> list[Component]:
         if name.startswith("_") or not isinstance(spec, list) or spec[0] is None or name in NOT_WEIGHTS:
             continue
         folder = base / name
-        if name in overridden:
-            out.append(_config_only(name, folder))
-        elif not folder.is_dir():
+        if name in overridden:     # only its config.json is read, and the checkpoint's row says so
+            continue
+        if not folder.is_dir():
             out.append(Component(name, folder, "missing",
                                  problems=[(index, f"model_index.json names {name}/, which is not in {base}")]))
         else:
             out.append(_model_folder(name, folder))
     return out
-
-
-def _config_only(name: str, folder: Path) -> Component:
-    part = Component(name, folder, "config only", on_gpu=False,
-                     notes=[f"weights from options.{name}; {name}/config.json gives the architecture"])
-    if not (folder / "config.json").is_file():
-        part.notes[0] = f"weights from options.{name}; no {name}/config.json in the base: the checkpoint's own is used"
-    return part
 
 
 def _model_folder(name: str, folder: Path) -> Component:
@@ -190,8 +182,13 @@ def _fit(c: Component) -> str:
     f = c.fit
     tensors = ("ok" if not (f.missing or f.unexpected or f.wrong_shape or f.lost) else
                f"{len(f.missing) + f.lost} missing, {len(f.unexpected)} unexpected, {len(f.wrong_shape)} wrong shape")
-    config = "disagrees with base" if f.disagreements else f"from {f.config_source}"
-    return f"{tensors}; config {config}"
+    if f.disagreements:
+        config = "disagrees with the base's"
+    elif f.config_source == "its own config.json":
+        config = "its own, agrees with the base's"
+    else:
+        config = f.config_source
+    return f"{tensors}; config: {config}"
 
 
 def _billions(n: int) -> str:
