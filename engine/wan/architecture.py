@@ -21,8 +21,8 @@ SHOWN = 3          # names listed per kind of mismatch; the count says how many 
 class Fit:
     config: dict | None                  # the config the model is built from (diffusers terms)
     config_source: str                   # where it came from, for the report
-    missing: list[str] = field(default_factory=list)            # architecture tensors not in the files (diffusers names)
-    unexpected: list[str] = field(default_factory=list)         # tensors in the files the architecture lacks (file names)
+    missing: list[str] = field(default_factory=list)        # architecture tensors not in the files (diffusers names)
+    unexpected: list[str] = field(default_factory=list)     # file tensors the architecture lacks (file names)
     wrong_shape: list[tuple[str, tuple, tuple]] = field(default_factory=list)   # (file name, stored, expected)
     disagreements: list[str] = field(default_factory=list)      # own config vs the base's
     lost: int = 0                        # architecture tensors that are in missing shards

@@ -171,7 +171,8 @@ def table(report: Report) -> str:
         rows += [f"{'':<14} error: {m}" for _, m in c.problems]
     rows.append("GPU memory per GPU (estimate: weights + activations at 1280x720, "
                 f"{report.preset.max_frames} frames): "
-                + ", ".join(f"degree {d}: {gb:.1f} GB" for d, gb in report.memory_gb.items()))
+                + ", ".join(f"degree {d}: {gb:.1f} GB" if gb >= 1 else f"degree {d}: {gb:.3f} GB"
+                         for d, gb in report.memory_gb.items()))
     rows.append("would load" if report.ok else f"would NOT load: {len(report.problems)} problem(s)")
     return "\n".join(rows)
 
@@ -181,7 +182,8 @@ def _fit(c: Component) -> str:
         return "-"
     f = c.fit
     tensors = ("ok" if not (f.missing or f.unexpected or f.wrong_shape or f.lost) else
-               f"{len(f.missing) + f.lost} missing, {len(f.unexpected)} unexpected, {len(f.wrong_shape)} wrong shape")
+               f"{len(f.missing)} missing, {len(f.unexpected)} unexpected, {len(f.wrong_shape)} wrong shape"
+               + (f", {f.lost} in the missing shards" if f.lost else ""))
     if f.disagreements:
         config = "disagrees with the base's"
     elif f.config_source == "its own config.json":

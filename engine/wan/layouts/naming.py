@@ -11,7 +11,7 @@ import re
 
 WAN, DIFFUSERS = "wan", "diffusers"
 COMFY_PREFIX = "model.diffusion_model."    # ComfyUI-style files put the transformer under this prefix
-_WAN_KEY = re.compile(r"^(blocks\.\d+\.(self_attn|cross_attn)\.|blocks\.\d+\.ffn\.\d|head\.head\.|text_embedding\.|time_projection\.)")
+_WAN_KEY = re.compile(r"^(blocks\.\d+\.(self_attn\.|cross_attn\.|ffn\.\d)|head\.head\.|text_embedding\.|time_projection\.)")
 _DIFFUSERS_KEY = re.compile(r"^(blocks\.\d+\.(attn1|attn2|ffn\.net)\.|condition_embedder\.|proj_out\.|scale_shift_table$)")
 # Wan's WanModel keeps these out of config.json (`ignore_for_config`); its defaults are diffusers' too
 _WAN_DEFAULTS = {"patch_size": [1, 2, 2], "text_dim": 4096, "eps": 1e-6, "qk_norm": True, "cross_attn_norm": True}

@@ -23,7 +23,7 @@ FP8 = ("F8_E4M3", "F8_E5M2")
 INDEX_SUFFIX = ".safetensors.index.json"
 # A safe_open handle maps its file: pages it has read stay in this process's resident memory until it
 # is closed. Reopening after this many bytes keeps a one-file FP32 checkpoint from piling up in RAM.
-READ_WINDOW_BYTES = 256 * 2**20
+READ_WINDOW_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)

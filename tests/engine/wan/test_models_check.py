@@ -88,7 +88,8 @@ def test_a_v32_pair_is_checked_expert_by_expert(sakuga, made, preset, tmp_path):
     sd, config = made["original"].state_dict(), dict(made["original"].config)
     high = replicas.write_wan_folder(sd, config, tmp_path / "V3.2" / "high_noise_model", shards=2)
     low = replicas.write_wan_folder(sd, config, tmp_path / "V3.2" / "low_noise_model", shards=2, with_config=False)
-    result = sakuga("models", "check", preset("pair", transformer=str(high), transformer_2=str(low), boundary_ratio=0.9))
+    pair = preset("pair", transformer=str(high), transformer_2=str(low), boundary_ratio=0.9)
+    result = sakuga("models", "check", pair)
     assert result.exit_code == 0, result.output
     assert "low_noise_model/ has no config.json" in result.stdout
     assert "config: the base's transformer config" in result.stdout
