@@ -70,5 +70,9 @@ class GgufLayout(Layout):
 def layout(path: Path, tensors: dict[str, Stored]) -> GgufLayout:
     file_naming = naming.naming(tensors)
     renamed = naming.to_diffusers(tensors, file_naming) if file_naming else {}
-    return GgufLayout("gguf-file", path, file_naming, {new: tensors[old] for new, old in renamed.items()},
-                      files=[path])
+    found = GgufLayout("gguf-file", path, file_naming, {new: tensors[old] for new, old in renamed.items()},
+                       files=[path])
+    if file_naming is None:
+        found.problems.append((path, f"its {len(tensors)} tensors are not named as a Wan transformer's "
+                                     f"(is it a text encoder or another model's GGUF?)"))
+    return found

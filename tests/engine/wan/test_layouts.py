@@ -40,10 +40,17 @@ def made(tmp_path_factory):
         "wan-file": replicas.write_single_file(sd, root / "anisora.safetensors"),
         "diffusers-file": replicas.write_single_file(sd, root / "diffusers.safetensors", "diffusers"),
         "diffusers-folder": base / "transformer",
+        "diffusers-shards": _saved_in_shards(original, root / "diffusers-sharded"),
         "fp8": replicas.write_fp8_scaled(sd, root / "wan_i2v_fp8_e4m3fn_scaled_KJ.safetensors"),
         "gguf": replicas.write_gguf(sd, root / "wan-i2v-Q8_0.gguf", quantise_from=0),
     }
     return {"root": root, "base": base, "original": original, "paths": paths, "v32": v32}
+
+
+def _saved_in_shards(model, folder):
+    model.save_pretrained(folder, max_shard_size="30KB")      # the tiny transformer is ~97 KB
+    assert len(list(folder.glob("*.safetensors"))) >= 3 and list(folder.glob("*.index.json"))
+    return folder
 
 
 def forward(model) -> torch.Tensor:
@@ -66,6 +73,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize(("case", "kind"), [
     ("wan-folder", "wan-folder"), ("v3.2-low", "wan-folder"), ("wan-file", "wan-file"),
     ("diffusers-file", "diffusers-file"), ("diffusers-folder", "diffusers-folder"),
+    ("diffusers-shards", "diffusers-folder"),
     ("fp8", "fp8-scaled-file"), ("gguf", "gguf-file")])
 def test_each_layout_is_told_from_its_files_not_its_name(made, tmp_path, case, kind):
     source = made["paths"][case]
@@ -106,7 +114,7 @@ def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["wan-folder", "v3.2-high", "v3.2-low", "wan-file", "diffusers-file",
-                                  "diffusers-folder"])
+                                  "diffusers-folder", "diffusers-shards"])
 def test_a_layout_with_the_same_bytes_loads_the_same_transformer_exactly(made, case):
     loaded = load_transformer(made["paths"][case], made["base"], torch.float32)
     expected = made["original"].state_dict()
