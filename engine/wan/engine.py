@@ -80,7 +80,7 @@ class WanEngine:
             if getattr(self.opts, key):
                 from .weights import load_transformer
 
-                extra[key] = load_transformer(expand(getattr(self.opts, key)), expand(self.opts.base), self.dtype)
+                extra[key] = load_transformer(expand(getattr(self.opts, key)), expand(self.opts.base), self.dtype, key)
         if self.opts.boundary_ratio is not None:
             extra["boundary_ratio"] = self.opts.boundary_ratio
         cls = KeyframePipeline if self.opts.task == "i2v" else WanPipeline

@@ -22,7 +22,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class WanOptions(Strict):
     base: str = Field(description="diffusers Wan pipeline folder (text encoder, VAE, image encoder, scheduler...)")
-    transformer: str | None = Field(None, description="Wan-format single-file transformer checkpoint (AniSora)")
+    transformer: str | None = Field(None, description="transformer checkpoint as published (AniSora): a Wan or "
+                                                      "diffusers folder, a single file, FP8-scaled, GGUF")
     transformer_2: str | None = Field(None, description="low-noise transformer checkpoint (Wan2.2 A14B pairs)")
     boundary_ratio: float | None = Field(None, gt=0, lt=1, description="Wan2.2: switch to transformer_2 below it")
     build_tiny: bool = Field(False, description="build the tiny random-weight model at `base` if it is missing")
