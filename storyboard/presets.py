@@ -15,7 +15,8 @@ from pydantic import Field, StringConstraints, ValidationError
 
 from .adapters.yamlsource import load_yaml
 from .errors import InputError, Problem
-from .model import PresetName, Sampling, Seed, Shot, Strict, half_up
+from .keyframes import KeyframeRule
+from .model import Fit, Identity, PresetName, Sampling, Seed, Shot, Strict, half_up
 from .schema_errors import problems_from_validation
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
@@ -36,6 +37,9 @@ class FrameGrid(Strict):
 
     def on_grid(self, frames: int) -> bool:
         return frames >= self.offset and (frames - self.offset) % self.step == 0
+
+
+Size = tuple[Annotated[int, Field(ge=16, le=3840)], Annotated[int, Field(ge=16, le=3840)]]
 
 
 class CostModel(Strict):
@@ -88,6 +92,8 @@ class PresetDefaults(Sampling):
     negative: str = ""
     aesthetic: float = 5.5
     motion: float = 1.3
+    fit: Fit = "cover"
+    identity: Identity = "embedding"
     seed: Seed = 1234
 
 
@@ -100,6 +106,10 @@ class Preset(Strict):
     min_frames: int = Field(5, ge=1)
     max_frames: int = Field(81, ge=1, le=1025, description="longest segment the model renders in one go")
     resolution_multiple: int = Field(16, ge=1)
+    native_size: Size | None = Field(None, description="width, height rendered when a storyboard sets no size "
+                                                       "(swapped when its first picture is portrait)")
+    sizes: list[Size] | None = Field(None, description="the only output sizes the model takes (none: any)")
+    keyframe_rule: KeyframeRule = Field(default_factory=KeyframeRule, description="where keyframe positions land")
     token_stride: tuple[int, int, int] = Field((4, 16, 16), description="frames/rows/cols per transformer token")
     attention_heads: int = Field(40, ge=1)
     degrees: list[int] = Field(default_factory=lambda: [1], description="sequence-parallel degrees it supports")

@@ -42,7 +42,7 @@ def submit(
 
     level = priority(priority_)
     preset = model_name(model, engine)
-    _, p = load(file, preset, None, speed)
+    _, p = load(file, preset, None, speed=speed)
     typer.echo(send(file, p, address=address, priority=level, out=cluster_out(out), model=preset,
                     deliver=masters(deliver), insecure=insecure, speed=speed or []))
 
@@ -75,7 +75,7 @@ def run_job(
 ) -> None:
     """Entrypoint of a submitted job, on the cluster: hand the plan to the farm service and follow it."""
     preset = model or engine
-    _, p = load(file, preset, None, speed)
+    _, p = load(file, preset, None, speed=speed)
     from farm.cluster.entrypoint import follow
 
     raise typer.Exit(follow(p, file, job_id, priority_, out, preset, masters(deliver), owner))

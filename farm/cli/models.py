@@ -1,4 +1,4 @@
-"""`sakuga models`: the model presets, whether their weights are here, the tiny model."""
+"""`sakuga models`: the model presets, whether their weights are here and would load, the tiny model."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,6 +38,27 @@ def _weights_state(preset) -> str:
     if opts.build_tiny and not weight_paths(preset)["base"].exists():
         return f"built on first use at {expand(opts.base)}"
     return "present (" + ", ".join(str(v) for v in weight_paths(preset).values()) + ")"
+
+
+@app.command("check")
+def models_check(name: Annotated[str, typer.Argument(help="Model preset, e.g. anisora-v3.")]) -> None:
+    """What each component's weights are (layout, stored dtype, parameters, shards, tensors and config
+    against the architecture) and the GPU memory per degree, from file headers alone: nothing is loaded.
+    Exit 0 when the preset would load, 2 when not (each problem as FILE:LINE:COL: error:)."""
+    from storyboard.presets import load_preset
+
+    try:
+        preset = load_preset(name)
+    except KeyError as e:
+        raise InputError.single(f"<preset {name}>", str(e.args[0])) from None
+    if preset.engine != "wan":
+        typer.echo(f"preset {name} (engine {preset.engine}) loads no weights")
+        return
+    from engine.wan.model_check import check, raise_problems, table
+
+    report = check(preset)
+    typer.echo(table(report))
+    raise_problems(report)
 
 
 @app.command("build-tiny")

@@ -21,6 +21,8 @@ Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard of
 Insecure = Annotated[bool, typer.Option("--insecure", help="Use a cluster that does not require a token (anyone who reaches it can run code there).")]
 Priority = Annotated[str, typer.Option("--priority", help="low, normal, high, urgent or an integer (higher goes first).")]
 Gpus = Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers (logical GPUs on a CPU machine).")]
+Size = Annotated[str | None, typer.Option("--size", help="Output WIDTHxHEIGHT (e.g. 1280x720), overriding the storyboard's "
+                                                         "`output` and the model's native size.")]
 Speed = Annotated[list[str] | None, typer.Option("--speed", help="A speed option over the preset's options.speed, "
                                                                  "KEY=VALUE (repeatable): attention=sage, fp8=layerwise, "
                                                                  "cache=fbc:0.05, compile=on, vae_tiling=off (docs/models.md).")]
@@ -49,20 +51,33 @@ def model_name(model: str | None, engine: str | None) -> str | None:
     return model if model is not None else engine
 
 
-def load(file: Path, model: str | None, asset_roots: list[Path] | None, speed: list[str] | None = None):
-    """The storyboard at `file` and its plan (input errors name the file, line and field), with the
-    `--speed` flags laid over its presets' speed options."""
+def load(file: Path, model: str | None, asset_roots: list[Path] | None, size: str | None = None,
+         speed: list[str] | None = None):
+    """The storyboard at `file` and its plan (input errors name the file, line and field); `size` is
+    `--size` as given, and the `--speed` flags are laid over its presets' speed options."""
     from storyboard.load import load as read
     from storyboard.plan import build_plan
 
     overrides = speed_overrides(speed)
-    loaded = read(file, model=model, asset_roots=asset_roots or [])
+    loaded = read(file, model=model, asset_roots=asset_roots or [], size=output_size(size))
     if overrides:
         if loaded.preset.engine != "wan":
             raise InputError.single("--speed", f"--speed: model {loaded.preset.name!r} ({loaded.preset.engine} "
                                                "engine) has no speed options; they are for wan presets")
         loaded = replace(loaded, preset=loaded.preset.with_speed(overrides), speed=overrides)
     return loaded, build_plan(loaded)
+
+
+def output_size(text: str | None) -> tuple[int, int] | None:
+    """`--size WxH` as (width, height)."""
+    if text is None:
+        return None
+    from storyboard.size import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise InputError.single("--size", str(e)) from None
 
 
 def speed_overrides(flags: list[str] | None) -> dict:
