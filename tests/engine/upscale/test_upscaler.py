@@ -7,15 +7,15 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from engine.upscale import tiny  # noqa: E402
-from engine.upscale.loader import load_model  # noqa: E402
-from engine.upscale.presets import UPSCALERS, load_upscaler  # noqa: E402
-from engine.upscale.tiles import run_tiled, spans  # noqa: E402
-from engine.upscale.upscaler import Upscaler, fit  # noqa: E402
-from storyboard.errors import InputError  # noqa: E402
+from engine.upscale import tiny
+from engine.upscale.framing import fit
+from engine.upscale.loader import load_model
+from engine.upscale.presets import UPSCALERS, load_upscaler
+from engine.upscale.tiles import run_tiled, spans
+from engine.upscale.upscaler import Upscaler
+from storyboard.errors import InputError
 
 
 def gradient(frames: int, height: int, width: int) -> np.ndarray:
