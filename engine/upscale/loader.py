@@ -49,6 +49,9 @@ def _torchvision_usable() -> bool:
 @cache
 def spandrel():
     """The spandrel module (imported once, with the torchvision stand-in when needed)."""
+    if importlib.util.find_spec("spandrel") is None:
+        raise RuntimeError("upscaling needs spandrel: pip install 'sakuga[upscale]' (with a CPU-only torch: "
+                           "pip install --no-deps spandrel einops)")
     if _torchvision_usable():
         return importlib.import_module("spandrel")
     sys.modules.update({name: _stand_in(name) for name in _STAND_IN})
