@@ -163,3 +163,18 @@ def test_unknown_upscaler_names_list_the_known_ones_and_bad_fields_their_line(pr
         """)
     with pytest.raises(InputError, match=r"odd.yaml:5:\d+: error: `overlap` \(40\) must be less than half"):
         load_upscaler("odd")
+
+
+def test_presets_framing_and_delivery_profiles_load_without_torch():
+    """The command line checks profiles, upscalers and weights before anything heavy loads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nimport engine.upscale.presets, engine.upscale.framing, engine.upscale.loader\n"
+            "import farm.delivery.profiles, farm.media.retime, farm.media.loudness\n"
+            "print(sorted(m for m in ('torch', 'diffusers', 'ray', 'spandrel') if m in sys.modules))\n")
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

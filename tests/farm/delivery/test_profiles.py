@@ -120,3 +120,23 @@ def test_rates_are_whole_numbers_or_fractions():
     for bad in (23.976, "23.976", "24/0", 0, "fast", True):
         with pytest.raises(ValueError):
             parse_rate(bad)
+
+
+def test_at_the_broadcast_rate_an_edl_of_the_retimed_shots_writes_and_reads_back():
+    import opentimelineio as otio
+
+    plan = plan_delivery(load_profile("broadcast-1080p2398"), 1280, 720, 16)
+    rate = float(plan.profile.fps)
+    lengths = [plan.frames(n) for n in (81, 41, 49)]          # shots of the render, retimed
+    assert lengths == [121, 61, 73]
+    timeline = otio.schema.Timeline(name="ep", global_start_time=otio.opentime.RationalTime(0, rate))
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    timeline.tracks.append(track)
+    for i, n in enumerate(lengths):
+        span = otio.opentime.TimeRange(otio.opentime.RationalTime(0, rate), otio.opentime.RationalTime(n, rate))
+        track.append(otio.schema.Clip(name=f"s{i}", source_range=span, media_reference=otio.schema.ExternalReference(
+            target_url=f"shots/s{i}.mp4", available_range=span)))
+    text = otio.adapters.write_to_string(timeline, adapter_name="cmx_3600")
+    back = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=rate)
+    events = list(back.tracks[0])
+    assert [e.source_range.duration.value for e in events] == lengths and len(events) == 3
