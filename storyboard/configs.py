@@ -57,6 +57,8 @@ class ConfigFolder(Generic[M]):
             message = f"unknown {self.kind} {name!r} (known: {', '.join(known) or 'none'})"
             raise InputError([Problem(where.file, where.line, where.col, message)])
         path = known[name].resolve()
+        if not isinstance(_document(path).data, dict):
+            raise InputError([Problem(str(path), 1, 1, f"a {self.kind} is a mapping of fields (`name: {name}`, ...)")])
         config = _validated(self.model, path)
         if getattr(config, "name", name) != name:
             raise InputError([self.problem(name, ("name",), f"the file is named {name!r} but says name: "

@@ -83,6 +83,13 @@ def test_bad_fields_are_reported_at_their_lines_all_at_once(profiles):
     assert any(line.startswith(f"{path}:5:") and "unknown field `resize`" in line for line in lines), lines
 
 
+def test_a_file_that_is_not_a_mapping_says_what_a_profile_is(profiles):
+    path = profiles("prose", "broadcast, but louder\n")
+    with pytest.raises(InputError) as e:
+        load_profile("prose")
+    assert error_lines(e) == [f"{path}:1:1: error: a delivery profile is a mapping of fields (`name: prose`, ...)"]
+
+
 def test_an_edl_at_a_rate_cmx3600_cannot_carry_and_an_unknown_upscaler_are_refused(profiles):
     path = profiles("edl16", """\
         name: edl16
