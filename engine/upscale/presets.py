@@ -7,6 +7,7 @@ line and the path) before a worker starts.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -82,6 +83,8 @@ def check_weights(preset: UpscalerPreset) -> None:
     """Raise InputError at the preset's `weights` line, naming the path, when the checkpoint is missing."""
     path = missing_weights(preset)
     if path is not None:
+        names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", preset.weights)
+        how = ("point " + " / ".join(f"${n}" for n in names) + " at it") if names else "change `weights`"
         raise InputError([UPSCALERS.problem(
             preset.name, ("weights",), f"upscaler {preset.name!r}: checkpoint not found: weights = {path} "
-                                       f"(put it there, or point the preset's `weights` at it; nothing is downloaded)")])
+                                       f"(put it there, or {how}; nothing is downloaded)")])

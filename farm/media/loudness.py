@@ -76,6 +76,7 @@ class Normalized:
     @property
     def on_target(self) -> bool:
         t = self.normalization.target
+        # 0.1 dB: what two measurements of the same true peak (4x oversampling) may differ by
         return abs(self.after.integrated - t.integrated) <= t.tolerance and self.after.true_peak <= t.true_peak + 0.1
 
 
@@ -139,8 +140,15 @@ def measure(source: Blocks | np.ndarray, rate: int, chain: Chain = ()) -> Loudne
 def plan_normalization(source: Blocks | np.ndarray, rate: int, target: Target) -> Normalization:
     """The measuring passes: what the final pass must do to bring the sound to `target`."""
     blocks = blocks_of(source) if isinstance(source, np.ndarray) else source
-    samples = sum(b.shape[1] for b in blocks())
-    before = now = measure(blocks, rate)
+    seen = [0]
+
+    def counted():      # the first pass also counts the samples the output must keep
+        for block in blocks():
+            seen[0] += block.shape[1]
+            yield block
+
+    before = now = measure(counted, rate)
+    samples = seen[0]
     chain: Chain = ()
     if before.integrated <= SILENCE_LUFS:           # nothing to normalise: leave silence silent
         return Normalization(target, before, (), 0.0, 0, before.integrated, samples)

@@ -124,6 +124,7 @@ def test_a_missing_checkpoint_names_the_preset_line_and_the_path(tmp_path, monke
     line = next(i for i, t in enumerate(UPSCALERS.file(preset.name).read_text().splitlines(), 1)
                 if t.startswith("weights:"))
     assert f"realesr-animevideov3.yaml:{line}:" in text and "nowhere.pth" in text and "not found" in text
+    assert "point $SAKUGA_REALESR_ANIMEVIDEOV3 at it" in text
 
 
 def test_a_checkpoint_of_another_scale_or_no_known_net_is_refused_at_its_field(tmp_path, presets):
