@@ -40,7 +40,8 @@ class Architecture(Strict):
         for role, name in self.components().items():
             path = config_path(name, KINDS[role])
             if not path.is_file():
-                known = sorted(p.name.split(".")[0] for p in ARCHITECTURES_DIR.glob(f"*.{KINDS[role]}.json"))
+                suffix = f".{KINDS[role]}.json"
+                known = sorted(p.name[: -len(suffix)] for p in ARCHITECTURES_DIR.glob(f"*{suffix}"))
                 raise ValueError(f"{role}: no config {path.name} in configs/architectures/ "
                                  f"(known {KINDS[role]}s: {', '.join(known) or 'none'})")
         return self
