@@ -9,9 +9,13 @@ the eager ops counted here.
 
 Denoising, per rank of a gang of k (diffusers' context parallelism splits the tokens S k ways before
 the first block; s = ceil(S / k)):
-  - one block's peak per token, the larger of two moments of `WanTransformerBlock.forward`:
+  - one block's peak per token, the largest of three moments of `WanTransformerBlock.forward`:
       self-attention's QK RMSNorm: the norm1 output, q, k, v (4 d, compute dtype) and the norm's
       float32 upcast, square and normalised product (3 d, float32);
+      the attention call: the norm1 output, q, k, v and the output (5 d), the log-sum-exp (float32 a
+      head), and in a Ulysses gang the all-to-all's copies of q, k, v and the output (4 d more). This
+      assumes a flash-style kernel (diffusers' native SDPA on CUDA, flash, sage, cuDNN): one that
+      materialised the scores would need heads x s x S x 2 bytes, 457 GB at 720p;
       the feed-forward: the float32 residual and the norm3 output (d each), the up-projection and its
       GELU (2 ffn, compute dtype);
   - the patch embedding's output, all S tokens (diffusers shards it by view, so it stays alive on
@@ -19,7 +23,7 @@ the first block; s = ceil(S / k)):
   - the text (512) and image (257) context after the condition embedder, and the output gathered
     from the ranks after `proj_out` (S tokens of out_channels x patch);
   - ring attention only (a layout with ring > 1): diffusers' ring all-gathers every rank's K and V, so
-    2 S d / ulysses more. Ulysses' all-to-all buffers (3 s d) stay below the QK-norm moment.
+    2 S d / ulysses more.
 VAE decode (`AutoencoderKLWan`, one latent frame at a time): a working set per output pixel
 (replayed: 53 bytes per pixel per base channel per byte of element, 10.2 kB at bf16 for the Wan2.1
 VAE) plus the video decoded so far; tiled (diffusers' 256-pixel tiles every 192): one tile's working
@@ -80,10 +84,12 @@ def tokens(shape: TransformerShape, vae: VaeShape, width: int, height: int, fram
     return (latent_frames // pt) * (height // vae.spatial // ph) * (width // vae.spatial // pw)
 
 
-def block_bytes_per_token(shape: TransformerShape, elem: int) -> int:
-    attention = 4 * shape.dim * elem + 3 * shape.dim * FP32
+def block_bytes_per_token(shape: TransformerShape, elem: int, ulysses: int = 1) -> int:
+    qk_norm = 4 * shape.dim * elem + 3 * shape.dim * FP32
+    heads = shape.dim // shape.head_dim
+    attention = (5 + (4 if ulysses > 1 else 0)) * shape.dim * elem + heads * FP32
     feed_forward = shape.dim * FP32 + shape.dim * elem + 2 * shape.ffn * elem
-    return max(attention, feed_forward)
+    return max(qk_norm, attention, feed_forward)
 
 
 def denoise_bytes(shape: TransformerShape, total_tokens: int, degree: int, elem: int,
@@ -93,7 +99,7 @@ def denoise_bytes(shape: TransformerShape, total_tokens: int, degree: int, elem:
     share = math.ceil(total_tokens / degree)
     pt, ph, pw = shape.patch
     return {
-        "blocks": share * block_bytes_per_token(shape, elem),
+        "blocks": share * block_bytes_per_token(shape, elem, ulysses),
         "hidden states": total_tokens * shape.dim * elem,
         "rotary tables": total_tokens * shape.head_dim * FP32 * 2,
         "context": 2 * shape.context_tokens * shape.dim * elem,
