@@ -7,8 +7,8 @@ only "random" choice, the title card colour, derives from `segment.seed`).
 
 How a segment becomes frames, top to bottom:
 
-1. **Anchors.** Each `segment.conditions` entry (frame, picture) is fitted to the frame size with
-   `engine.fit.fit_cover` (scale to cover, centre-crop; see that module). Without a start picture at
+1. **Anchors.** Each `segment.conditions` entry (frame, picture) is fitted to the frame size by the
+   segment's `fit` (`engine.fit`: scale to cover and centre-crop, or AniSora's stretch). Without a start picture at
    frame 0 (no conditions at all, or only later keyframes) the anchor at frame 0 is a **title card**:
    a background colour derived from the seed, the wrapped prompt (without the preset's prompt
    suffix), and for each character with a supplied reference picture, its first one as a thumbnail
@@ -54,7 +54,7 @@ from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
 from .base import NoBank, Progress, Rendered
-from .fit import fit_cover
+from .fit import fit_cover, fit_picture
 from .options import option
 
 ZOOM_PER_S = 0.05      # scale factor growth a second: (1 + 0.05) ** seconds
@@ -139,7 +139,7 @@ def anchor_pictures(segment: Segment, images: Mapping[ImageRef, np.ndarray],
                            f"{condition.image.ref!r}")
         if anchors and anchors[-1].frame == condition.frame:
             continue   # two pictures for one frame: the first one wins
-        picture = fit_cover(images[condition.image], segment.width, segment.height)
+        picture = fit_picture(images[condition.image], segment.width, segment.height, segment.fit)
         anchors.append(Anchor(condition.frame, picture, "symmetric"))
     if not anchors or anchors[0].frame != 0:
         card = title_card(segment, images, segment.prompt if card_text is None else card_text)

@@ -1,8 +1,8 @@
-"""Fitting input pictures to a segment's frame size: scale to cover, then centre-crop.
+"""Fitting input pictures to a segment's frame size: `cover` (scale to cover, centre-crop) or `stretch`.
 
-Every engine puts a storyboard picture (a board, keyframe, character ref or an earlier segment's last
-frame) into a `width` x `height` frame the same way, so an animatic and a model render frame a board
-identically:
+Every engine puts a storyboard picture (a board, keyframe or an earlier segment's last frame) into a
+`width` x `height` frame by the segment's `fit` policy, the same way, so an animatic and a model
+render frame a board identically. `cover`, the default:
 
 - **scale to cover**: the picture is scaled by `max(width / w, height / h)`, so it fills the frame with
   no letterbox bars and keeps its aspect ratio;
@@ -12,6 +12,13 @@ identically:
 - a picture already at the frame size is returned unchanged (byte for byte), which keeps a chained
   segment's start frame identical to its parent's last frame;
 - greyscale and palette pictures become RGB; an alpha channel is dropped (not composited).
+
+`stretch` is AniSora's own resize (`anisoraV3/wan/image2video_any.py`): the whole picture resampled to
+exactly `width` x `height` with torch's bicubic interpolation (`align_corners=False`, no antialiasing),
+no crop, so a picture of another aspect ratio is distorted, not cut. AniSora resizes float pixels
+and feeds them to the VAE unrounded; here they are rounded to uint8 (at most half a level, 1/255 on
+AniSora's [-1, 1] scale) and bicubic overshoot past 0 or 255 is clipped. A picture already at the frame
+size is returned unchanged, as with `cover`.
 """
 from __future__ import annotations
 
@@ -55,3 +62,26 @@ def fit_cover(img: np.ndarray | Image.Image, width: int, height: int,
         return np.array(picture)
     box = cover_box(picture.width, picture.height, width, height)
     return np.array(picture.resize((width, height), resample, box=box))
+
+
+def fit_stretch(img: np.ndarray | Image.Image, width: int, height: int) -> np.ndarray:
+    """`img` resized to exactly `width` x `height` as AniSora does it (torch bicubic, no crop): an
+    (height, width, 3) uint8 array."""
+    picture = np.array(as_rgb_image(img))
+    if picture.shape[:2] == (height, width):
+        return picture
+    import torch  # only here: the option modules around this one load without torch
+
+    pixels = torch.from_numpy(picture).permute(2, 0, 1)[None].to(torch.float32)
+    resized = torch.nn.functional.interpolate(pixels, size=(height, width), mode="bicubic", align_corners=False)
+    return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+POLICIES = {"cover": fit_cover, "stretch": fit_stretch}
+
+
+def fit_picture(img: np.ndarray | Image.Image, width: int, height: int, policy: str = "cover") -> np.ndarray:
+    """`img` fitted to `width` x `height` by `policy` ("cover" or "stretch", a segment's `fit`)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown picture fit {policy!r} (known: {', '.join(POLICIES)})")
+    return POLICIES[policy](img, width, height)

@@ -35,11 +35,16 @@ def create(preset: Preset, *, offload: bool = False, residency: str | None = Non
 
 def check(preset: Preset) -> None:
     """Raise InputError (naming the preset file, field and path) if the preset cannot be loaded here:
-    bad engine options or missing weights. Loads nothing."""
+    bad engine options, missing weights, or weights that would not load (`sakuga models check`, from
+    file headers: a missing shard, a tensor of the wrong shape...). Loads nothing."""
     if preset.engine == "wan":
         from .wan.options import check_weights, options
 
         check_weights(preset)
+        if not options(preset).build_tiny:   # a tiny model sakuga builds itself is right by construction
+            from .wan.model_check import verify
+
+            verify(preset)
         if options(preset).sp_backend == "xfuser" and max(preset.degrees) > 1:
             from .parallel.xfuser_sp import unavailable
 

@@ -38,6 +38,7 @@ class Asset:
     path: Path                        # resolved, inside the storyboard folder or an asset root
     sha256: str | None                # of a picture's bytes; None for a soundtrack (probed, not read)
     duration_s: float | None = None   # a soundtrack's length, as its container gives it
+    size: tuple[int, int] | None = None   # a picture's width and height
 
 
 class AssetFiles:
@@ -115,12 +116,14 @@ def _examine(real: Path, kind: str) -> Asset | str:
         return f"cannot read {FILE}: {e.strerror or type(e).__name__}"
     if len(data) > limit:
         return f"{FILE} is more than {limit} bytes; the limit is {limit}"
-    if err := _decode_image(data):
-        return f"{FILE} cannot be decoded: {err}"
-    return Asset(real, hashlib.sha256(data).hexdigest())
+    decoded = _decode_image(data)
+    if isinstance(decoded, str):
+        return f"{FILE} cannot be decoded: {decoded}"
+    return Asset(real, hashlib.sha256(data).hexdigest(), size=decoded)
 
 
-def _decode_image(data: bytes) -> str | None:
+def _decode_image(data: bytes) -> tuple[int, int] | str:
+    """The picture's width and height, or what is wrong with it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -128,6 +131,7 @@ def _decode_image(data: bytes) -> str | None:
             if max(im.size) > MAX_IMAGE_SIDE:
                 return f"{im.size[0]}x{im.size[1]} is larger than {MAX_IMAGE_SIDE} pixels on a side"
             im.load()
+            size = im.size
     except UnidentifiedImageError:
         return "not an image in a format Pillow reads (PNG, JPEG, WebP, ...)"
     except Image.DecompressionBombError:
@@ -136,7 +140,7 @@ def _decode_image(data: bytes) -> str | None:
         said = " ".join(str(e).split())
         phrase = next((p for p in _PILLOW_PHRASES if said.lower().startswith(p.lower())), None)
         return phrase or "the picture is damaged, or in a form Pillow cannot decode"
-    return None
+    return size
 
 
 def _probe_audio(path: Path) -> Asset | str:

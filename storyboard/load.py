@@ -10,5 +10,6 @@ from .validate import validate
 __all__ = ["load", "read_document"]
 
 
-def load(path: Path | str, *, model: str | None = None, asset_roots: list[Path] = ()) -> LoadedStoryboard:
-    return validate(read_document(path), model=model, asset_roots=asset_roots)
+def load(path: Path | str, *, model: str | None = None, asset_roots: list[Path] = (),
+         size: tuple[int, int] | None = None) -> LoadedStoryboard:
+    return validate(read_document(path), model=model, asset_roots=asset_roots, size=size)

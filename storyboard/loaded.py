@@ -17,6 +17,8 @@ class LoadedStoryboard:
     storyboard: Storyboard
     preset: Preset
     fps: int
+    width: int     # the output size (`storyboard/size.py`: command line, `output`, the preset's native size)
+    height: int
     assets: dict[str, Asset] = field(default_factory=dict)   # as written in the file → checked asset
 
     def asset(self, written: str) -> Asset:

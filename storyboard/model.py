@@ -59,7 +59,8 @@ def half_up(x: float) -> int:
 
 
 def keyframe_frame(at: float, frames: int) -> int:
-    """The frame of a shot of `frames` frames that a keyframe at relative position `at` lands on."""
+    """The frame of a shot of `frames` frames that a keyframe at relative position `at` lands on under the
+    default (`nearest`) rule; a preset may place keyframes otherwise (`storyboard/keyframes.py`)."""
     return half_up(at * (frames - 1))
 
 
@@ -73,8 +74,13 @@ class Output(Strict):
     fps: int | None = Field(None, ge=1, le=60, description="defaults to the model's fps")
 
 
+Fit = Literal["cover", "stretch"]
+Identity = Literal["embedding", "keyframe"]
+
+
 class Sampling(Strict):
-    """Sampling parameters; unset fields fall back to storyboard defaults, then the model preset."""
+    """Sampling parameters and how a shot takes its pictures; unset fields fall back to storyboard
+    defaults, then the model preset."""
 
     steps: int | None = Field(None, ge=1, le=200)
     guidance: float | None = Field(None, ge=0.0, le=30.0)
@@ -82,6 +88,12 @@ class Sampling(Strict):
     negative: Text | None = None
     aesthetic: float | None = Field(None, ge=0.0, le=10.0, description="AniSora aesthetic score")
     motion: float | None = Field(None, ge=0.0, le=10.0, description="AniSora motion score")
+    fit: Fit | None = Field(None, description="how pictures fill the frame: cover (scale to cover, centre-crop) "
+                                              "or stretch (AniSora's bicubic resize to the frame, no crop)")
+    identity: Identity | None = Field(
+        None, description="how a shot's characters hold their look: embedding (the character bank in the image "
+                          "embeddings, where the model has them) or keyframe (also the first character's first "
+                          "reference picture as a condition picture, on the shot's first free end frame)")
 
 
 class Defaults(Sampling):
@@ -96,7 +108,15 @@ class Character(Strict):
 
 class Keyframe(Strict):
     image: AssetPath
-    at: float = Field(ge=0.0, le=1.0, description="relative position in the shot, 0 = first frame, 1 = last")
+    at: float | None = Field(None, ge=0.0, le=1.0, description="relative position in the shot, 0 = first frame, "
+                                                               "1 = last; placed by the model's keyframe rule")
+    frame: int | None = Field(None, ge=0, le=9600, description="exact frame of the shot (0 = first); or `at`")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Keyframe:
+        if (self.at is None) == (self.frame is None):
+            raise ValueError("a keyframe needs exactly one of `at` (a relative position) or `frame` (an exact frame)")
+        return self
 
 
 class Crossfade(Strict):

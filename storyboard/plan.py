@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
+from .keyframes import place
 from .loaded import LoadedStoryboard
-from .model import MENTION, PREVIOUS, Scene, Shot, Storyboard, keyframe_frame
+from .model import MENTION, PREVIOUS, Scene, Shot, Storyboard
 from .presets import Preset, load_preset
 
 HASH_VERSION = 1
@@ -67,6 +68,7 @@ class Segment:
     deps: tuple[str, ...]
     options: tuple[tuple[str, str], ...]   # the preset's engine options, as canonical JSON text
     runtime_s: tuple[tuple[int, float], ...]  # estimated seconds per sequence-parallel degree
+    fit: str = "cover"      # how pictures fill the frame: "cover" (scale, centre-crop) or "stretch" (engine/fit.py)
     hash: str = ""
 
     def runtime(self, degree: int = 1) -> float:
@@ -141,7 +143,7 @@ class Plan:
             ],
             "segments": [
                 {"id": g.id, "shot": g.shot, "frames": g.frames, "first_frame": g.first_frame,
-                 "deps": list(g.deps), "degree": 1, "seed": g.seed, "hash": g.hash, "prompt": g.prompt,
+                 "deps": list(g.deps), "degree": 1, "seed": g.seed, "hash": g.hash, "prompt": g.prompt, "fit": g.fit,
                  "conditions": [{"frame": c.frame, "kind": c.image.kind, "ref": c.image.ref} for c in g.conditions],
                  "runtime_s": {str(k): round(v, 3) for k, v in g.runtime_s}}
                 for g in self.segments
@@ -212,7 +214,7 @@ def _content_hash(seg: Segment, preset: Preset) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-SAMPLING = ("steps", "guidance", "shift", "negative", "aesthetic", "motion")
+SAMPLING = ("steps", "guidance", "shift", "negative", "aesthetic", "motion", "fit", "identity")
 
 
 def _sampling(shot: Shot, sb: Storyboard, preset: Preset) -> dict:
@@ -252,7 +254,7 @@ class _ShotCompiler:
     def __init__(self, loaded: LoadedStoryboard):
         self.loaded = loaded
         self.sb, self.preset, self.fps = loaded.storyboard, loaded.preset, loaded.fps
-        self.width, self.height = self.sb.output.width, self.sb.output.height
+        self.width, self.height = loaded.width, loaded.height
         # segments with no picture at all render with the preset's text-to-video companion, if it has one
         self.text_preset = load_preset(self.preset.text_to_video) if self.preset.text_to_video else self.preset
         defaults = self.sb.defaults
@@ -273,7 +275,9 @@ class _ShotCompiler:
             for cid in cast)
         total = preset.shot_frames(shot, fps)
         # keyframe positions in shot frames; a frame shared by two segments belongs to the earlier one
-        keyed = [(keyframe_frame(kf.at, total), self.asset(kf.image)) for kf in shot.keyframes]
+        keyed = [(place(kf, total, preset.keyframe_rule), self.asset(kf.image)) for kf in shot.keyframes]
+        if sampling["identity"] == "keyframe" and preset.pictures:
+            keyed += self._identity_keyframe(shot, total, keyed, characters)
         segments: list[Segment] = []
         first = 0
         for index, size in enumerate(split_frames(total, preset)):
@@ -290,6 +294,7 @@ class _ShotCompiler:
                 runtime_s=tuple((d, model.runtime(size, self.width, self.height, sampled["steps"],
                                                   sampled["guidance"], d))
                                 for d in model.degrees),
+                fit=sampled["fit"],
             )
             seg = replace(seg, seed=_seed(self.base_seed, shot, index, _content_hash(seg, model)))
             segments.append(replace(seg, hash=_content_hash(seg, model)))
@@ -297,6 +302,17 @@ class _ShotCompiler:
         shot_plan = ShotPlan(shot.id, scene.id, total, tuple(s.id for s in segments), tuple(cast),
                              prompt, shot.camera, shot.crossfade_frames(fps))
         return shot_plan, segments
+
+    @staticmethod
+    def _identity_keyframe(shot: Shot, total: int, keyed: list[tuple[int, ImageRef]],
+                           characters: tuple[CharacterRef, ...]) -> list[tuple[int, ImageRef]]:
+        """`identity: keyframe`: the first reference picture of the shot's first character with one, as a
+        condition on the shot's first frame when nothing else sets it, else on its last frame when nothing
+        else does; nothing when both carry a picture or no character has a reference."""
+        ref = next((ch.refs[0] for ch in characters if ch.refs), None)
+        taken = {f for f, _ in keyed} | ({0} if shot.start else set())
+        free = next((f for f in (0, total - 1) if f not in taken), None)
+        return [] if ref is None or free is None else [(free, ref)]
 
     def _conditions(self, shot: Shot, index: int, first: int, size: int, keyed: list[tuple[int, ImageRef]],
                     upstream: Segment | None) -> tuple[list[Condition], list[str]]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
 from .adapters.yamlsource import load_yaml
 from .architecture import Architecture
 from .errors import InputError, Problem
-from .model import PresetName, Sampling, Seed, Shot, Strict, half_up
+from .keyframes import KeyframeRule
+from .model import Fit, Identity, PresetName, Sampling, Seed, Shot, Strict, half_up
 from .schema_errors import problems_from_validation
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
@@ -33,6 +34,9 @@ class FrameGrid(Strict):
 
     def on_grid(self, frames: int) -> bool:
         return frames >= self.offset and (frames - self.offset) % self.step == 0
+
+
+Size = tuple[Annotated[int, Field(ge=16, le=3840)], Annotated[int, Field(ge=16, le=3840)]]
 
 
 class CostModel(Strict):
@@ -74,6 +78,8 @@ class PresetDefaults(Sampling):
     negative: str = ""
     aesthetic: float = 5.5
     motion: float = 1.3
+    fit: Fit = "cover"
+    identity: Identity = "embedding"
     seed: Seed = 1234
 
 
@@ -86,6 +92,10 @@ class Preset(Strict):
     min_frames: int = Field(5, ge=1)
     max_frames: int = Field(81, ge=1, le=1025, description="longest segment the model renders in one go")
     resolution_multiple: int = Field(16, ge=1)
+    native_size: Size | None = Field(None, description="width, height rendered when a storyboard sets no size "
+                                                       "(swapped when its first picture is portrait)")
+    sizes: list[Size] | None = Field(None, description="the only output sizes the model takes (none: any)")
+    keyframe_rule: KeyframeRule = Field(default_factory=KeyframeRule, description="where keyframe positions land")
     token_stride: tuple[int, int, int] = Field((4, 16, 16), description="frames/rows/cols per transformer token")
     attention_heads: int = Field(40, ge=1)
     degrees: list[int] = Field(default_factory=lambda: [1], description="sequence-parallel degrees it supports")

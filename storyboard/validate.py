@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from .assets import AssetFiles
 from .document import Document, PathKey
 from .errors import MAX_PROBLEMS, InputError, Problem
+from .keyframes import describe, place
 from .loaded import LoadedStoryboard
 from .model import (
     MAX_EPISODE_FRAMES,
@@ -25,18 +26,19 @@ from .model import (
     Output,
     Shot,
     Storyboard,
-    keyframe_frame,
 )
 from .presets import Preset, available, load_preset
 from .salvage import Parts
 from .schema_errors import problems_from_validation
+from .size import OutputSize, choose, size_problems
 
 __all__ = ["LoadedStoryboard", "validate"]
 
 
-def validate(doc: Document, *, model: str | None = None, asset_roots: list[Path] = ()) -> LoadedStoryboard:
-    """Validate a document; `model` overrides the storyboard's preset. Raises InputError with every
-    problem found."""
+def validate(doc: Document, *, model: str | None = None, asset_roots: list[Path] = (),
+             size: tuple[int, int] | None = None) -> LoadedStoryboard:
+    """Validate a document; `model` overrides the storyboard's preset, `size` (width, height) its output
+    size (`--size`). Raises InputError with every problem found."""
     problems: list[Problem] = []
     try:
         sb: Storyboard | None = Storyboard.model_validate(doc.data)
@@ -48,15 +50,16 @@ def validate(doc: Document, *, model: str | None = None, asset_roots: list[Path]
     preset = checker.preset(parts.model, model)
     fps = checker.output(parts.output, preset) if preset is not None else None
     checker.run(parts, preset, fps)
+    chosen = checker.size(parts, preset, size) if preset is not None else None
     problems += checker.problems
     if problems or checker.omitted or sb is None or preset is None:
         raise InputError(problems or [Problem(str(doc.file), 1, 1, "invalid storyboard")], checker.omitted)
-    return LoadedStoryboard(doc, sb, preset, fps, checker.files.assets)
+    return LoadedStoryboard(doc, sb, preset, fps, chosen.width, chosen.height, checker.files.assets)
 
 
 def _segment_count(frames: int, preset: Preset) -> int:
     """How many segments the planner makes of a shot of `frames` frames."""
-    from .plan import split_frames   # the planner's own split, so the count is the plan's
+    from .plan import split_frames  # the planner's own split, so the count is the plan's
 
     try:
         return len(split_frames(frames, preset))
@@ -117,11 +120,31 @@ class _Checker:
         fps = output.fps or preset.fps
         if fps != preset.fps:
             self.fail(("output", "fps"), f"model `{preset.name}` renders at {preset.fps} fps, not {fps}")
-        for axis in ("width", "height"):
-            if getattr(output, axis) % preset.resolution_multiple:
-                self.fail(("output", axis),
-                          f"`{axis}` must be a multiple of {preset.resolution_multiple} for `{preset.name}`")
         return fps
+
+    def size(self, parts: Parts, preset: Preset, override: tuple[int, int] | None) -> OutputSize:
+        """The size the storyboard renders at (`storyboard/size.py`), checked against what the preset takes:
+        a problem at `output` when the storyboard set it, at `--size` when the command line did."""
+        chosen = choose(parts.output, preset, self._first_picture(parts), override)
+        for axis, problem in size_problems(chosen, preset):
+            if chosen.source == "command line":
+                self.problems.append(Problem("--size", 1, 1, problem))
+            else:
+                self.fail(("output", axis) if axis else ("output",), problem)
+        return chosen
+
+    def _first_picture(self, parts: Parts) -> tuple[int, int] | None:
+        """Width and height of the storyboard's first picture: the first shot's with one, its start or
+        else its first keyframe (AniSora takes the output's orientation from a clip's first picture)."""
+        for _, _, shot in parts.shots:
+            if shot is None:
+                continue
+            written = [shot.start] if shot.start and shot.start != PREVIOUS else []
+            for image in written + [kf.image for kf in shot.keyframes]:
+                asset = self.files.assets.get(image)
+                if asset is not None and asset.size is not None:
+                    return asset.size
+        return None
 
     def run(self, parts: Parts, preset: Preset | None, fps: int | None) -> None:
         if parts.audio:
@@ -138,6 +161,8 @@ class _Checker:
             if shot is None:
                 continue
             self.characters(at, shot, parts.characters)
+            if shot.identity == "keyframe":
+                self.identity(at, shot, parts.characters)
             if shot.start == PREVIOUS and n == 0:
                 self.fail(at + ("start",), "`start: previous` on the first shot: there is no previous shot")
             elif shot.start and shot.start != PREVIOUS:
@@ -152,7 +177,7 @@ class _Checker:
                           f"shot is too short: {self._length(shot, preset, fps)}; model `{preset.name}` needs "
                           f"at least {preset.min_frames} frames")
                 continue
-            self.keyframes(at, shot, frames)
+            self.keyframes(at, shot, frames, preset)
             if not preset.pictures:
                 self.text_only(at, shot, frames, preset)
             if not isinstance(shot.transition, str):
@@ -244,20 +269,47 @@ class _Checker:
                 hint = f" (did you mean `@{close}`?)" if close else ""
                 self.fail(at + ("prompt",), f"prompt mentions `@{name}`, which is not a defined character{hint}")
 
-    def keyframes(self, at: PathKey, shot: Shot, frames: int) -> None:
-        taken: dict[int, tuple[int, float]] = {}   # frame → (keyframe index, at)
+    def identity(self, at: PathKey, shot: Shot, known: dict[str, Character | None] | None) -> None:
+        """A shot asking for `identity: keyframe` needs a character with a reference picture."""
+        if not known:
+            cast = []
+        else:
+            mentioned = [m for m in MENTION.findall(shot.prompt) if m in known]
+            cast = [known[c] for c in dict.fromkeys(shot.characters + mentioned) if c in known]
+        if not any(ch is not None and ch.refs for ch in cast):
+            self.fail(at + ("identity",), "`identity: keyframe` puts a character's reference picture into the shot, "
+                                          "but none of its characters has `refs`")
+
+    def keyframes(self, at: PathKey, shot: Shot, frames: int, preset: Preset) -> None:
+        """Each keyframe on a frame of the shot that the preset's rule allows, none on `start`'s frame, no
+        two on one frame."""
+        rule = preset.keyframe_rule
+        taken: dict[int, tuple[int, str]] = {}   # frame → (keyframe index, how it was placed)
         for ki, kf in enumerate(shot.keyframes):
-            where = at + ("keyframes", ki, "at")
-            f = keyframe_frame(kf.at, frames)
-            if f == 0 and shot.start:
-                self.fail(where, f"keyframe at {kf.at} conflicts with `start`: both set the first frame; use one of them")
+            where = at + ("keyframes", ki, "frame" if kf.frame is not None else "at")
+            f = place(kf, frames, rule)
+            how = describe(kf)
+            if kf.frame is not None and not rule.allows(f, frames):
+                self.fail(where, self._frame_problem(kf.frame, frames, preset))
+            elif f == 0 and shot.start:
+                self.fail(where, f"keyframe {how} conflicts with `start`: both set the first frame; use one of them")
             elif f in taken:
-                other_ki, other_at = taken[f]
-                line, _ = self.doc.where(at + ("keyframes", other_ki, "at"))
-                same = f"two keyframes at {kf.at}" if other_at == kf.at else f"keyframes at {other_at} and {kf.at}"
+                other_ki, other_how = taken[f]
+                line, _ = self.doc.where(at + ("keyframes", other_ki))
+                second = how.removeprefix("at ") if other_how.startswith("at ") else how   # "at 0.5 and 0.51"
+                same = f"two keyframes {how}" if other_how == how else f"keyframes {other_how} and {second}"
                 self.fail(where, f"{same} land on the same frame ({f} of {frames}); the other is on line {line}")
             else:
-                taken[f] = (ki, kf.at)
+                taken[f] = (ki, how)
+
+    @staticmethod
+    def _frame_problem(frame: int, frames: int, preset: Preset) -> str:
+        if frame >= frames:
+            return f"keyframe frame {frame} is past the shot's last frame ({frames - 1}: it has {frames} frames)"
+        rule = preset.keyframe_rule
+        near = " or ".join(str(f) for f in rule.nearest_allowed(frame, frames))
+        return (f"model `{preset.name}` takes keyframes on multiples of {rule.grid} (or the last frame, "
+                f"{frames - 1}): frame {frame} is not one; use {near}")
 
     def ids(self, entries) -> None:
         seen: dict[str, PathKey] = {}

@@ -116,10 +116,16 @@ class ModelMemory:
 
         if preset.architecture is None:
             raise ValueError(f"preset {preset.name!r} has no architecture: block to plan its memory from")
+        from engine.wan.options import optional_path
+
         speed = preset.options.get("speed") if isinstance(preset.options.get("speed"), dict) else {}
         tiling = speed.get("vae_tiling", preset.options.get("vae_tiling_from", 720))
-        return cls({role: component(role, name) for role, name in preset.architecture.components().items()},
-                   ELEM[preset.options.get("dtype", "bfloat16")], speed.get("fp8", "off") not in ("off", False),
+        parts = {role: component(role, name) for role, name in preset.architecture.components().items()}
+        if optional_path(preset.options.get("qc_encoder")) is not None:
+            # a QC encoder of its own stays on the GPU next to the pipeline: counted as Wan2.1's CLIP-H,
+            # the one docs/models.md suggests (its folder is not read here)
+            parts["qc_encoder"] = component("image_encoder", "clip-vit-h-14")
+        return cls(parts, ELEM[preset.options.get("dtype", "bfloat16")], speed.get("fp8", "off") not in ("off", False),
                    tiling, preset.pictures)
 
     def weights(self, role: str) -> int:
@@ -149,7 +155,7 @@ class ModelMemory:
                   "denoise": sum(act.denoise_bytes(shape, total, work.degree, self.elem, split.ulysses,
                                                    split.ring).values()),
                   "VAE decode": act.vae_decode_bytes(vae, work.width, work.height, work.frames, tiled, self.elem)}
-        if "image_encoder" in self.components:
+        if "image_encoder" in self.components or "qc_encoder" in self.components:
             phases["image encode"] = act.encoder_bytes("image_encoder", self.elem)
         if self.pictures:
             phases["VAE encode"] = act.vae_encode_bytes(vae, work.width, work.height, work.frames, tiled, self.elem)
@@ -177,7 +183,7 @@ def _need(model: ModelMemory, mode: str, work: Work) -> Need | None:
     phases = model.transients(work)
     transformers = [model.components[r] for r in ("transformer", "transformer_2") if r in model.components]
     t_bytes = sum(model.weights(c.role) for c in transformers)
-    others = model.weights("image_encoder") + model.weights("vae")
+    others = model.weights("image_encoder") + model.weights("vae") + model.weights("qc_encoder")
     if mode == "model_offload":
         return _model_offload(model, phases, transformers, reserve)
     if mode in ("gpu", "text_encoder_cpu"):
@@ -203,10 +209,11 @@ def _unsharded(model: ModelMemory, transformers: list) -> int:
 def _model_offload(model: ModelMemory, phases: dict[str, int], transformers: list, reserve: float) -> Need:
     """Each phase with its own component on the GPU; the VAE, used for the condition before the
     transformer runs, is only offloaded after the denoising loop (diffusers' hook order)."""
-    vae = model.weights("vae")
+    vae, qc = model.weights("vae"), model.weights("qc_encoder")     # the QC encoder is not offloaded
     biggest = max(model.weights(c.role) for c in transformers)
-    resident = {"text encode": model.weights("text_encoder"), "image encode": model.weights("image_encoder"),
-                "VAE encode": vae, "denoise": biggest + vae, "VAE decode": vae}
+    resident = {p: b + qc for p, b in {"text encode": model.weights("text_encoder"), "VAE encode": vae,
+                                        "image encode": model.weights("image_encoder"), "denoise": biggest + vae,
+                                        "VAE decode": vae}.items()}
     phase = max(phases, key=lambda p: resident[p] + FRAGMENTATION * phases[p])
     return Need("model_offload", resident[phase], phases[phase], phase, reserve)
 
@@ -251,3 +258,12 @@ def model_memory(preset: Preset) -> ModelMemory:
 
 
 _MODELS: dict[str, ModelMemory] = {}
+
+
+def whole_model_gib(preset: Preset, degrees: list[int]) -> dict[int, float]:
+    """GiB per GPU to hold `preset` whole for one segment of its longest length at its native size
+    (1280x720 when it has none), per gang degree: the figure `sakuga models check` and `models list`
+    show (a smaller GPU gets another residency: `residency`)."""
+    width, height = getattr(preset, "native_size", None) or (1280, 720)
+    memory = model_memory(preset)
+    return {k: plan(memory, math.inf, Work(width, height, preset.max_frames, k)).needs["gpu"].gib for k in degrees}

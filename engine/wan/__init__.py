@@ -4,7 +4,9 @@
 - `keyframe_pipeline.py`: `KeyframePipeline`, Wan image-to-video with condition pictures at any frame.
 - `similarity.py`: character similarity, the QC figure that needs the model's image encoder.
 - `options.py`: a `wan` preset's `options:` and where its weights are (no torch, no diffusers).
-- `weights.py`: AniSora's Wan-format single-file transformers. `tiny.py`: the tiny random-weight model.
+- `layouts/`: transformer checkpoints in every published layout, told from their files; `weights.py` loads
+  one (meta model, tensor by tensor, cast while reading), `architecture.py` fits one to the model,
+  `model_check.py` is `sakuga models check`. `tiny.py`: the tiny random-weight model.
 
 This file imports nothing, so `engine.wan.options` stays free of torch.
 """

@@ -8,8 +8,6 @@ come from the preset's options, not from branches on the model's name.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -20,7 +18,6 @@ import numpy as np
 import torch
 from diffusers import UniPCMultistepScheduler, WanPipeline
 from diffusers.utils.torch_utils import get_module_execution_device
-from PIL import Image
 
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
@@ -28,14 +25,15 @@ from storyboard.presets import Preset
 from .. import logs  # noqa: F401  (first: silences transformers before diffusers imports it)
 from ..bank import CharacterBank, Embedding
 from ..base import Progress, Rendered
-from ..fit import fit_cover
+from ..fit import fit_picture
 from ..memory import fsdp
 from ..memory.residency import place
 from ..parallel import sharding
 from ..parallel.layout import layout, tokens
 from . import tiny
+from .encoders import BankEncoders, PictureEncoder, load_qc_encoder
 from .keyframe_pipeline import KeyframePipeline, keyframe_condition
-from .options import check_weights, expand, options
+from .options import check_weights, expand, optional_path, options
 from .similarity import character_similarity
 
 logger = logging.getLogger(__name__)
@@ -73,8 +71,8 @@ class WanEngine:
         self.residency = residency or ("model_offload" if offload else "gpu")
         self.text_device = place(self.pipe, self.residency, self.device)
         self.text_cache: OrderedDict[tuple, tuple] = OrderedDict()
-        encoder = getattr(self.pipe, "image_encoder", None)
-        self.encoder_id = fingerprint(encoder) if encoder is not None else None
+        self.encoders = self._encoders()
+        self.encoder_id = self.encoders.id
         self.bank = CharacterBank()
         logger.debug("loaded preset %s (%s, %s) on %s in %.1f s", preset.name, type(self.pipe).__name__,
                      self.dtype, self.device, time.perf_counter() - started)
@@ -86,7 +84,7 @@ class WanEngine:
             if getattr(self.opts, key):
                 from .weights import load_transformer
 
-                extra[key] = load_transformer(expand(getattr(self.opts, key)), expand(self.opts.base), self.dtype)
+                extra[key] = load_transformer(expand(getattr(self.opts, key)), expand(self.opts.base), self.dtype, key)
         if self.opts.boundary_ratio is not None:
             extra["boundary_ratio"] = self.opts.boundary_ratio
         cls = KeyframePipeline if self.opts.task == "i2v" else WanPipeline
@@ -94,13 +92,17 @@ class WanEngine:
 
     # -- the character bank ----------------------------------------------------------------------
 
-    @torch.no_grad()
+    def _encoders(self) -> BankEncoders:
+        """The pipeline's image encoder (steers identity), and the preset's QC encoder (measures it)."""
+        encoder = getattr(self.pipe, "image_encoder", None)
+        steer = PictureEncoder(encoder, self.pipe.image_processor) if encoder is not None else None
+        folder = optional_path(self.opts.qc_encoder)
+        qc = load_qc_encoder(folder, self.device, self.dtype) if folder is not None else None
+        return BankEncoders(steer, qc)
+
     def encode_pictures(self, pictures: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Token sequences (N, T, D) the transformer attends to, and identity vectors (N, D)."""
-        encoder = self.pipe.image_encoder
-        inputs = self.pipe.image_processor(images=[Image.fromarray(p) for p in pictures], return_tensors="pt")
-        out = encoder(pixel_values=inputs["pixel_values"].to(encoder.device, encoder.dtype), output_hidden_states=True)
-        return out.hidden_states[-2].float().cpu().numpy(), out.pooler_output.float().cpu().numpy()
+        """Token sequences (N, T, D) the transformer attends to, and identity vectors (N, E): a bank row's."""
+        return self.encoders.encode(pictures)
 
     def encode_characters(self, wanted: list[tuple[str, str, np.ndarray]]) -> list[Embedding]:
         """Bank rows for (character, picture sha256, picture) — encoded as the picture is, no cropping."""
@@ -147,7 +149,7 @@ class WanEngine:
         # 5. Decode and measure
         self._tiling(segment.width, segment.height)
         frames = (np.clip(self.decode(latents), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        metrics = character_similarity(segment, frames, self.bank, self.encoder_id, self.encode_pictures,
+        metrics = character_similarity(segment, frames, self.bank, self.encoder_id, self.encoders.measure,
                                        self.opts.qc_frames)
         return Rendered(frames, metrics, latents=latents.float().cpu().numpy())
 
@@ -155,7 +157,7 @@ class WanEngine:
         """What every rank of a gang needs and only one computes: prompt embeddings, image embeddings
         and the keyframe condition (text encoder, image encoder and a VAE encode)."""
         w, h = segment.width, segment.height
-        keyframes = [(c.frame, fit_cover(images[c.image], w, h)) for c in segment.conditions]
+        keyframes = [(c.frame, fit_picture(images[c.image], w, h, segment.fit)) for c in segment.conditions]
         prompt, negative = self.encode_text(segment.prompt, segment.negative, segment.guidance > 1)
         if not isinstance(self.pipe, KeyframePipeline):
             return Conditions(prompt, negative, None, None)     # text-to-video: no pictures
@@ -226,7 +228,7 @@ class WanEngine:
         """What the transformer's image cross-attention sees: the start picture's encoding, blended
         with the mean bank embedding of the segment's characters by `identity_weight`."""
         transformer = self.pipe.transformer
-        if getattr(transformer.config, "image_dim", None) is None or self.encoder_id is None:
+        if getattr(transformer.config, "image_dim", None) is None or self.encoders.steer is None:
             return None      # Wan2.2 and text-to-video transformers have no image cross-attention
         start = keyframes[0][1] if keyframes else None
         cast = [self.bank.character(ch.id, self.encoder_id, [r.sha256 for r in ch.refs]) for ch in segment.characters]
@@ -235,7 +237,7 @@ class WanEngine:
         if start is None and identity is None:
             start = np.full((segment.height, segment.width, 3), NEUTRAL_GREY, np.uint8)
         if start is not None:
-            tokens = self.encode_pictures([start])[0][0]
+            tokens = self.encoders.steer.encode([start])[0][0]
             if identity is not None:
                 tokens = (1 - self.opts.identity_weight) * tokens + self.opts.identity_weight * identity
         else:
@@ -255,18 +257,3 @@ class WanEngine:
         else:
             self.pipe.vae.disable_tiling()
 
-
-_INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def fingerprint(module: torch.nn.Module) -> str:
-    """Identifies an encoder's weights (config, and every tensor's bits summed as integers), not its file
-    path. Integer sums, not float ones: a float sum depends on the order, so on the thread count, and
-    workers with other thread counts must agree on the id or their character banks would not be shared."""
-    h = hashlib.sha256(json.dumps(getattr(module, "config", {}).to_dict() if hasattr(module, "config") else {},
-                                  sort_keys=True, default=str).encode())
-    with torch.no_grad():
-        for name, p in module.state_dict().items():
-            bits = p.detach().contiguous().view(_INT_OF_SIZE[p.element_size()])
-            h.update(f"{name}:{tuple(p.shape)}:{p.dtype}:{int(bits.sum(dtype=torch.int64))}".encode())
-    return f"{type(module).__name__}-{h.hexdigest()[:16]}"

@@ -1,15 +1,26 @@
-"""Loading AniSora's transformer from a Wan-format single-file checkpoint.
+"""Loading a `transformer:` / `transformer_2:` checkpoint in any layout users have (engine/wan/layouts).
 
-AniSora ships its transformer as one `.safetensors` file with the original Wan key names
-(`blocks.0.self_attn.q.weight`); diffusers renames them itself (`convert_wan_transformer_to_diffusers`)
-when asked through `from_single_file`. The model config comes from a local diffusers folder, so
-nothing touches the Hugging Face hub.
+The model is built on the meta device from the checkpoint's own config (or the base folder's), the
+files are checked against it from their headers (a missing, extra or wrongly shaped tensor, a missing
+shard: refused, naming it, before anything is read), then tensors are read one at a time, each cast to
+the preset's dtype as it is read and put in place. Peak host memory stays near one copy of the model at
+that dtype: never the stored FP32 (or FP8, GGUF) original plus a converted copy.
+
+As diffusers' `from_pretrained` does, the modules `WanTransformer3DModel._keep_in_fp32_modules` names
+(time embedder, norms, modulation tables) stay in float32 whatever the preset's dtype, so a diffusers
+folder loads here into exactly what `from_pretrained` gives.
 """
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from storyboard.errors import InputError, Problem
+
+from .architecture import base_config, empty_model, fit, refusals
+from .layouts import UnknownLayout, detect
 
 if TYPE_CHECKING:
     from diffusers import WanTransformer3DModel
@@ -17,30 +28,33 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def load_transformer(checkpoint: Path, config_dir: Path, dtype) -> WanTransformer3DModel:
-    """The `WanTransformer3DModel` of `config_dir/transformer` with the weights of the Wan-format `checkpoint`.
+def load_transformer(checkpoint: Path, base: Path, dtype, subfolder: str = "transformer") -> WanTransformer3DModel:
+    """The transformer stored at `checkpoint` (any layout), in `dtype`; raises InputError naming the file
+    and what is wrong with it when it does not fit the architecture."""
+    import torch
+    from accelerate.utils import set_module_tensor_to_device
 
-    Every weight of the model must come from the file and every tensor in the file must be used: a missing,
-    extra or wrongly shaped tensor raises instead of leaving random or empty weights behind.
-    """
-    from diffusers import WanTransformer3DModel
-    from safetensors import safe_open
-
-    # `config` must be a str (diffusers rejects a Path); a local folder plus local_files_only never
-    # reaches the hub. Without `config`, diffusers would guess a hub repo from the checkpoint's keys.
+    started = time.perf_counter()
     try:
-        model = WanTransformer3DModel.from_single_file(
-            str(checkpoint), config=str(config_dir), subfolder="transformer", local_files_only=True, torch_dtype=dtype)
-    except NotImplementedError as e:  # the final cast to `dtype` trips over weights the file did not fill in
-        raise ValueError(f"{checkpoint}: some tensors of the transformer are missing ({e})") from e
-    # diffusers builds the model on the meta device and fills in what the file has: what it lacks stays empty
-    empty = [name for name, tensor in model.state_dict().items() if tensor.is_meta]
-    if empty:
-        raise ValueError(f"{checkpoint}: missing {len(empty)} tensors of the transformer, e.g. {empty[:3]}")
-    # diffusers only logs tensors it could not place; the renaming is one to one, so count them
-    with safe_open(str(checkpoint), framework="pt") as f:
-        stored = len(list(f.keys()))
-    if stored != len(model.state_dict()):
-        raise ValueError(f"{checkpoint}: {stored} tensors, but the transformer uses {len(model.state_dict())}")
-    logger.debug("loaded %d transformer tensors from %s", stored, checkpoint)
+        layout = detect(Path(checkpoint))
+    except UnknownLayout as e:
+        raise InputError.single(checkpoint, str(e)) from None
+    config, _ = base_config(Path(base), subfolder)
+    result = fit(layout, config)
+    refused = refusals(layout, result)
+    if refused:
+        raise InputError([Problem(str(file), 1, 1, message) for file, message in refused])
+    for note in layout.notes:
+        logger.info("%s: %s", checkpoint, note)
+    model = empty_model(result.config)
+    keep = tuple(model._keep_in_fp32_modules or ())
+
+    def dtype_of(name: str):
+        return torch.float32 if any(part in keep for part in name.split(".")) else dtype
+
+    for name, tensor in layout.read(dtype_of):
+        set_module_tensor_to_device(model, name, "cpu", value=tensor, dtype=tensor.dtype)
+    model.eval()
+    logger.debug("loaded %s (%s, %d tensors, stored %s) in %.1f s", checkpoint, layout.kind, len(layout.tensors),
+                 ", ".join(layout.dtypes()), time.perf_counter() - started)
     return model

@@ -10,12 +10,12 @@ import typer
 
 from storyboard.errors import InputError
 
-from .options import AssetRoots, EngineAlias, Model, duration, load, model_name
+from .options import AssetRoots, EngineAlias, Model, Size, duration, load, model_name
 
 
-def validate(file: Path, asset_root: AssetRoots = None) -> None:
+def validate(file: Path, asset_root: AssetRoots = None, model: Model = None, size: Size = None) -> None:
     """Parse and validate a storyboard (.yaml), PV script (.pv/.md/.txt) or AniSora prompt file."""
-    loaded, plan = load(file, None, asset_root)
+    loaded, plan = load(file, model, asset_root, size)
     sb = loaded.storyboard
     typer.echo(f"{file}: ok — {sb.title!r}: {len(sb.scenes)} scenes, {len(plan.shots)} shots, "
                f"{len(plan.segments)} segments, {plan.episode_frames} frames "
@@ -24,9 +24,9 @@ def validate(file: Path, asset_root: AssetRoots = None) -> None:
 
 
 def plan(file: Path, as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-         model: Model = None, engine: EngineAlias = None, asset_root: AssetRoots = None) -> None:
+         model: Model = None, engine: EngineAlias = None, asset_root: AssetRoots = None, size: Size = None) -> None:
     """Show the render plan: shots, segments, dependencies, critical path, cost estimate."""
-    _, p = load(file, model_name(model, engine), asset_root)
+    _, p = load(file, model_name(model, engine), asset_root, size)
     data = p.to_json()
     if as_json:
         typer.echo(json.dumps(data, indent=2))

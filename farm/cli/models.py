@@ -1,4 +1,4 @@
-"""`sakuga models`: the model presets, whether their weights are here, the tiny model."""
+"""`sakuga models`: the model presets, whether their weights are here and would load, the tiny model."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,9 +31,9 @@ def _memory(preset) -> str:
     real configs (engine/memory/plan.py) when it names them, else its `memory_gb`."""
     if preset.architecture is None:
         return f"~{preset.memory_gb:g} GB"
-    from farm.workers.engines import lone_residency
+    from engine.memory.plan import whole_model_gib
 
-    return f"~{lone_residency(preset, float('inf')).need_gib:.0f} GiB whole"
+    return f"~{whole_model_gib(preset, [1])[1]:.0f} GiB whole"
 
 
 def _weights_state(preset) -> str:
@@ -48,6 +48,27 @@ def _weights_state(preset) -> str:
     if opts.build_tiny and not weight_paths(preset)["base"].exists():
         return f"built on first use at {expand(opts.base)}"
     return "present (" + ", ".join(str(v) for v in weight_paths(preset).values()) + ")"
+
+
+@app.command("check")
+def models_check(name: Annotated[str, typer.Argument(help="Model preset, e.g. anisora-v3.")]) -> None:
+    """What each component's weights are (layout, stored dtype, parameters, shards, tensors and config
+    against the architecture) and the GPU memory per degree, from file headers alone: nothing is loaded.
+    Exit 0 when the preset would load, 2 when not (each problem as FILE:LINE:COL: error:)."""
+    from storyboard.presets import load_preset
+
+    try:
+        preset = load_preset(name)
+    except KeyError as e:
+        raise InputError.single(f"<preset {name}>", str(e.args[0])) from None
+    if preset.engine != "wan":
+        typer.echo(f"preset {name} (engine {preset.engine}) loads no weights")
+        return
+    from engine.wan.model_check import check, raise_problems, table
+
+    report = check(preset)
+    typer.echo(table(report))
+    raise_problems(report)
 
 
 @app.command("build-tiny")

@@ -20,6 +20,8 @@ Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard of
 Insecure = Annotated[bool, typer.Option("--insecure", help="Use a cluster that does not require a token (anyone who reaches it can run code there).")]
 Priority = Annotated[str, typer.Option("--priority", help="low, normal, high, urgent or an integer (higher goes first).")]
 Gpus = Annotated[int, typer.Option("--gpus", min=1, max=4096, help="GPU workers (logical GPUs on a CPU machine).")]
+Size = Annotated[str | None, typer.Option("--size", help="Output WIDTHxHEIGHT (e.g. 1280x720), overriding the storyboard's "
+                                                         "`output` and the model's native size.")]
 
 
 class Master(str, Enum):
@@ -45,13 +47,26 @@ def model_name(model: str | None, engine: str | None) -> str | None:
     return model if model is not None else engine
 
 
-def load(file: Path, model: str | None, asset_roots: list[Path] | None):
-    """The storyboard at `file` and its plan (input errors name the file, line and field)."""
+def load(file: Path, model: str | None, asset_roots: list[Path] | None, size: str | None = None):
+    """The storyboard at `file` and its plan (input errors name the file, line and field); `size` is
+    `--size` as given."""
     from storyboard.load import load as read
     from storyboard.plan import build_plan
 
-    loaded = read(file, model=model, asset_roots=asset_roots or [])
+    loaded = read(file, model=model, asset_roots=asset_roots or [], size=output_size(size))
     return loaded, build_plan(loaded)
+
+
+def output_size(text: str | None) -> tuple[int, int] | None:
+    """`--size WxH` as (width, height)."""
+    if text is None:
+        return None
+    from storyboard.size import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise InputError.single("--size", str(e)) from None
 
 
 def priority(text: str) -> int:

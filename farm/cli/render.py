@@ -22,6 +22,7 @@ from .options import (
     NoCache,
     Priority,
     Quiet,
+    Size,
     Wait,
     load,
     masters,
@@ -47,13 +48,14 @@ def render(
     no_cache: NoCache = False,
     deliver: Deliver = None,
     wait: Wait = False,
+    size: Size = None,
 ) -> None:
     """Render everything and deliver the cut into OUT. Segments already published in OUT, or in the
     segment cache, with the same content hash are reused, not rendered again."""
     config = {"source": str(file.resolve()), "engine": model_name(model, engine), "gpus": gpus, "address": address,
               "asset_roots": [str(p.resolve()) for p in asset_root or []], "offload": offload,
               "cache": None if no_cache else str(cache.resolve()) if cache else "default",
-              "deliver": masters(deliver)}
+              "deliver": masters(deliver), "size": size}
     if resume and not JobFolder(out).has_ledger():
         raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
     _render(config, out, quiet, wait)
@@ -103,7 +105,7 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
     if not address and config.get("gpus", 1) > MAX_LOCAL_GPUS:
         raise InputError.single("--gpus", f"{config['gpus']} workers on one machine: a local farm runs at most "
                                           f"{MAX_LOCAL_GPUS} (a cluster gets as many as it has, with --address)")
-    _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])])
+    _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])], config.get("size"))
     _check_out(JobFolder(out), file, wait)
     if not address:   # a local run loads the weights here; a cluster's workers are asked instead
         from farm.workers.engines import check_presets

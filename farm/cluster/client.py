@@ -24,6 +24,7 @@ from storyboard.plan import Plan
 from .errors import ClusterError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+TOKEN_ENV = "SAKUGA_TOKEN"   # a user's token (`sakuga users add`): the job is theirs, not the OS user's
 METADATA_KEY = "sakuga"
 
 
@@ -78,10 +79,12 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
     if outside:
         raise InputError.single(file, f"`sakuga submit` ships the storyboard's folder {folder}; "
                                       f"{outside[0]} lies outside it (move it in, or render with --address)")
-    check_name(getpass.getuser(), "user")   # it names the output's folder on the cluster
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        check_name(getpass.getuser(), "user")   # it names the output's folder on the cluster
     job_id = Job.new_id(file.stem)
-    command = ["sakuga", "run-job", file.name, "--job-id", job_id, "--priority", str(priority),
-               "--owner", getpass.getuser()]
+    command = ["sakuga", "run-job", file.name, "--job-id", job_id, "--priority", str(priority)]
+    command += [] if token else ["--owner", getpass.getuser()]   # a token names its user on the cluster
     command += ["--out", out] if out else []
     command += ["--model", model] if model else []
     command += [arg for m in deliver for arg in ("--deliver", m)]
@@ -89,7 +92,7 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
     check_runtime(c, address_or_default(address))
     try:
         return c.submit_job(entrypoint=shlex.join(command), submission_id=job_id,
-                            runtime_env={"working_dir": str(folder)},
+                            runtime_env={"working_dir": str(folder), **({"env_vars": {TOKEN_ENV: token}} if token else {})},
                             metadata={METADATA_KEY: "1", "priority": str(priority), "source": file.name})
     except Exception as e:   # noqa: BLE001
         raise ClusterError(f"the cluster refused the job: {str(e).strip().splitlines()[0]}") from None

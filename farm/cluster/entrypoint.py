@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -12,10 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from farm.access.roots import confine
+from farm.access.users import UserStore
 from farm.api.protocol import JobRequest
 from farm.workers.connect import check_cluster, connect
+from storyboard.errors import InputError
 from storyboard.plan import Plan
 
+from .client import TOKEN_ENV
 from .remote import ServiceFarm
 
 logger = logging.getLogger(__name__)   # the job's log: what `sakuga logs` shows
@@ -23,9 +27,22 @@ logger = logging.getLogger(__name__)   # the job's log: what `sakuga logs` shows
 FINAL = {"done", "failed", "cancelled"}
 
 
+def submitter(claimed: str | None) -> str:
+    """Whose job this is: the user whose token the job carries (checked against the farm's users on the
+    head), else the OS user the submitting side named."""
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        user = UserStore().authenticate(token)
+        if user is None:
+            raise InputError.single(TOKEN_ENV, "this token is not a user's of this farm (see `sakuga users list` "
+                                               "on the head)")
+        return user.name
+    return claimed or getpass.getuser()
+
+
 def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, model: str | None,
            deliver: list[str] = (), owner: str | None = None) -> int:
-    owner = owner or getpass.getuser()
+    owner = submitter(owner)
     # under the owner's folder of the farm's root, never in Ray's temporary working dir
     folder = confine(out, owner, job_id)
     connect(address="auto")

@@ -22,6 +22,24 @@ def ray_cluster(sakuga_cache):
     ray.shutdown()
 
 
+def noop_plan(tmp_path, title: str, shots: int = 2):
+    """The plan of a storyboard of `shots` one-segment shots of the `noop` preset, 64x64."""
+    from storyboard.load import load
+    from storyboard.plan import build_plan
+
+    lines = "".join(f"      - {{id: s{i}, frames: 17, prompt: shot {i}}}\n" for i in range(shots))
+    path = tmp_path / f"{title}.yaml"
+    path.write_text(f"sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
+                    f"scenes:\n  - id: one\n    shots:\n{lines}")
+    return build_plan(load(path))
+
+
+@pytest.fixture(name="plan_of")
+def plan_of_fixture():
+    """`plan_of(tmp_path, title, shots=2)`: see noop_plan."""
+    return noop_plan
+
+
 @pytest.fixture(name="FakePool")
 def fake_pool_class():
     """The `farm.workers.slots.Pool` protocol in plain Python (see FakePool)."""

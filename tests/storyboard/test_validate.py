@@ -266,7 +266,9 @@ def test_schema_command_prints_the_storyboard_json_schema(sakuga):
     assert {"id", "duration", "frames", "prompt", "characters", "start", "keyframes", "camera", "transition",
             "seed"} <= set(shot["properties"])
     assert shot["properties"]["keyframes"]["items"]["$ref"] == "#/$defs/Keyframe"
-    assert schema["$defs"]["Keyframe"]["properties"]["at"]["maximum"] == 1.0
+    keyframe = schema["$defs"]["Keyframe"]["properties"]
+    assert {"type": "number", "minimum": 0.0, "maximum": 1.0} in keyframe["at"]["anyOf"]   # `at` or `frame`
+    assert {"type": "integer", "minimum": 0, "maximum": 9600} in keyframe["frame"]["anyOf"]
 
 
 # ---------------------------------------------------------------- the shipped examples

@@ -118,3 +118,9 @@ def test_presets_with_real_configs_plan_their_memory_and_the_others_keep_a_figur
         elif preset.engine == "wan":
             assert preset.memory_gb > 0, name          # the tiny model: no real config to count
             assert residency(preset, Work(*P720), 1e9).need_gib == preset.memory_gb
+
+
+def test_a_qc_encoder_of_its_own_is_counted_next_to_the_pipeline():
+    plain = plan(model("anisora-v3.2"), H100, Work(*P720)).needs["gpu"]
+    with_qc = plan(model("anisora-v3.2", qc_encoder="/models/clip-vit-h-14"), H100, Work(*P720)).needs["gpu"]
+    assert with_qc.weights - plain.weights == 2 * component("image_encoder", "clip-vit-h-14").params

@@ -294,13 +294,13 @@ def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga
     from diffusers import WanTransformer3DModel
     from safetensors.torch import save_file
 
-    from tests.engine.wan.test_weights import wan_state_dict
+    from engine.wan.layouts.replicas import wan_state_dict
 
     base = tiny.ensure(sakuga_cache / "models" / "wan-tiny-v2")
     for name, seed in (("high.safetensors", 1), ("low.safetensors", 2)):
         torch.manual_seed(seed)
         expert = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(base, subfolder="transformer"))
-        save_file(wan_state_dict(expert), tmp_path / name)
+        save_file(wan_state_dict(expert.state_dict()), tmp_path / name)
     preset = load_preset("wan-tiny")
     pair = preset.model_copy(update={"name": "pair", "options": {
         **preset.options, "build_tiny": False, "base": str(base), "transformer": str(tmp_path / "high.safetensors"),
@@ -324,7 +324,7 @@ def test_a_high_and_low_noise_pair_switches_experts_at_the_boundary(plan, sakuga
 def test_an_encoder_fingerprint_ignores_the_thread_count_and_sees_a_single_changed_weight():
     """Workers with other thread counts must give one encoder one id (or banks are not shared); a float
     sum of 5M values changes with the thread count, the fingerprint's integer sums do not."""
-    from engine.wan.engine import fingerprint
+    from engine.wan.encoders import fingerprint
 
     layer = torch.nn.Linear(2500, 2000)
     threads = torch.get_num_threads()

@@ -13,16 +13,6 @@ from farm.api.embedded import EmbeddedFarm
 from farm.api.protocol import JobRequest
 from farm.job.ledger import Ledger
 from storyboard.errors import InputError
-from storyboard.load import load
-from storyboard.plan import build_plan
-
-
-def plan_of(tmp_path: Path, title: str, shots: int = 2):
-    lines = "".join(f"      - {{id: s{i}, frames: 17, prompt: shot {i}}}\n" for i in range(shots))
-    path = tmp_path / f"{title}.yaml"
-    path.write_text(f"sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
-                    f"scenes:\n  - id: one\n    shots:\n{lines}")
-    return build_plan(load(path))
 
 
 def test_tokens_sign_in_their_user_only_and_are_never_stored(tmp_path):
@@ -59,7 +49,7 @@ def test_outputs_are_confined_to_the_users_folder_of_the_farm_root(tmp_path):
     assert not (root / "alice" / "ep1").exists()                               # nothing created
 
 
-def test_user_a_cannot_cancel_reprioritise_or_see_user_bs_job(tmp_path, FakePool):
+def test_user_a_cannot_cancel_reprioritise_or_see_user_bs_job(plan_of, tmp_path, FakePool):
     root = tmp_path / "jobs"
     farm = EmbeddedFarm(FakePool([1]))
     alice, bob, admin = (UserFarm(farm, User(n, n == "boss"), root) for n in ("alice", "bob", "boss"))
@@ -83,7 +73,7 @@ def test_user_a_cannot_cancel_reprioritise_or_see_user_bs_job(tmp_path, FakePool
         assert ledger.job(b.id)["config"]["owner"] == "bob"
 
 
-def test_a_user_cannot_write_outside_their_root_and_nothing_is_written(tmp_path, FakePool):
+def test_a_user_cannot_write_outside_their_root_and_nothing_is_written(plan_of, tmp_path, FakePool):
     root = tmp_path / "jobs"
     (root / "bob" / "ep").mkdir(parents=True)
     farm = EmbeddedFarm(FakePool([1]))

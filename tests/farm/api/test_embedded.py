@@ -2,27 +2,15 @@
 submit, list, look at a job, reprioritise, cancel, and read its events as a stream."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from farm.api.embedded import EmbeddedFarm
 from farm.api.protocol import FarmAPI, JobRequest
 from farm.job.ledger import Ledger
 from farm.media.decode import probe
-from storyboard.load import load
-from storyboard.plan import build_plan
 
 
-def plan_of(tmp_path: Path, title: str, shots: int):
-    lines = "".join(f"      - {{id: s{i}, frames: 17, prompt: shot {i}}}\n" for i in range(shots))
-    path = tmp_path / f"{title}.yaml"
-    path.write_text(f"sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
-                    f"scenes:\n  - id: one\n    shots:\n{lines}")
-    return build_plan(load(path))
-
-
-def test_submit_follow_and_read_back_a_job_through_the_api(tmp_path, FakePool):
+def test_submit_follow_and_read_back_a_job_through_the_api(plan_of, tmp_path, FakePool):
     farm: FarmAPI = EmbeddedFarm(FakePool([2]))
     summary = farm.submit(JobRequest(plan_of(tmp_path, "ep1", 3), tmp_path / "ep1", priority=5))
     assert (summary.state, summary.segments, summary.done, summary.priority) == ("running", 3, 0, 5)
@@ -44,7 +32,7 @@ def test_submit_follow_and_read_back_a_job_through_the_api(tmp_path, FakePool):
     assert not farm.cancel(summary.id) and not farm.set_priority(summary.id, 0)   # it has ended
 
 
-def test_the_event_stream_is_in_order_and_resumes_from_a_cursor(tmp_path, FakePool):
+def test_the_event_stream_is_in_order_and_resumes_from_a_cursor(plan_of, tmp_path, FakePool):
     farm = EmbeddedFarm(FakePool([1]))
     job = farm.submit(JobRequest(plan_of(tmp_path, "ep2", 2), tmp_path / "ep2")).id
     first = farm.events(job)
@@ -59,7 +47,7 @@ def test_the_event_stream_is_in_order_and_resumes_from_a_cursor(tmp_path, FakePo
     assert farm.events("no-such-job") == [] and farm.job("no-such-job") is None
 
 
-def test_a_cancelled_job_through_the_api_stops_and_says_so(tmp_path, FakePool):
+def test_a_cancelled_job_through_the_api_stops_and_says_so(plan_of, tmp_path, FakePool):
     farm = EmbeddedFarm(FakePool([1]))
     job = farm.submit(JobRequest(plan_of(tmp_path, "ep3", 3), tmp_path / "ep3")).id
     farm.loop._schedule()                  # an attempt is running
@@ -70,7 +58,7 @@ def test_a_cancelled_job_through_the_api_stops_and_says_so(tmp_path, FakePool):
     assert [e.status for e in farm.events(job) if e.kind == "finished"] == ["cancelled"]
 
 
-def test_the_same_output_submitted_again_continues_its_job_and_a_finished_job_lets_go_of_its_bytes(
+def test_the_same_output_submitted_again_continues_its_job_and_a_finished_job_lets_go_of_its_bytes(plan_of, 
         tmp_path, FakePool):
     farm = EmbeddedFarm(FakePool([1]))
     plan = plan_of(tmp_path, "ep4", 2)

@@ -3,8 +3,8 @@
 two logical nodes of `ray.cluster_utils.Cluster`."""
 from __future__ import annotations
 
-import json
 import getpass
+import json
 import os
 import secrets
 import signal
@@ -146,6 +146,20 @@ def test_outputs_stay_in_the_submitters_folder_of_the_farm_root(head, tmp_path):
     assert result.returncode == 0 and "your folder of the farm's root" in result.stderr
     assert wait_status(env, result.stdout.strip().splitlines()[-1]) == "SUCCEEDED"
     assert (head["root"] / getpass.getuser() / f"rel-{tmp_path.name}" / "episode.mp4").is_file()
+
+
+def test_a_users_token_makes_the_job_theirs(head, tmp_path):
+    from farm.access.users import UserStore
+
+    env = head["env"]
+    sb = write_storyboard(tmp_path / "sb", "Theirs", "noop", 1)
+    name = "artist"
+    token = UserStore(head["tmp"] / "farm" / "users.sqlite").add(name)
+    job = cli({**env, "SAKUGA_TOKEN": token}, "submit", sb, "--out", "ep").stdout.strip().splitlines()[-1]
+    assert wait_status(env, job) == "SUCCEEDED"
+    assert (head["root"] / name / "ep" / "episode.mp4").is_file()           # their folder, not the OS user's
+    job = cli({**env, "SAKUGA_TOKEN": "sk-x-forged"}, "submit", sb, "--out", "ep2").stdout.strip().splitlines()[-1]
+    assert wait_status(env, job) == "FAILED" and "not a user's" in cli(env, "logs", job).stdout
 
 
 def test_a_wrong_token_is_refused_with_a_clear_message(head, tmp_path):

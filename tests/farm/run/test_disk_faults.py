@@ -18,8 +18,6 @@ from farm.job.job import Job
 from farm.job.ledger import Ledger
 from farm.job.results import SegmentResult
 from farm.run.loop import FarmLoop
-from storyboard.load import load
-from storyboard.plan import build_plan
 
 
 @pytest.fixture
@@ -50,13 +48,6 @@ def fill(folder: Path, leave: int = 0) -> Path:
             size -= chunk
     return filler
 
-
-def plan_of(tmp_path: Path, title: str, shots: int = 2):
-    lines = "".join(f"      - {{id: s{i}, frames: 17, prompt: shot {i}}}\n" for i in range(shots))
-    path = tmp_path / f"{title}.yaml"
-    path.write_text(f"sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
-                    f"scenes:\n  - id: one\n    shots:\n{lines}")
-    return build_plan(load(path))
 
 
 def big_results(FakePool):
@@ -103,7 +94,7 @@ def resume(FakePool, tmp_path, plan, out: Path, job_id: str) -> Job:
     return job
 
 
-def test_a_disk_that_fills_while_publishing_fails_the_attempts_and_the_job_resumes(tmp_path, small_fs, FakePool):
+def test_a_disk_that_fills_while_publishing_fails_the_attempts_and_the_job_resumes(plan_of, tmp_path, small_fs, FakePool):
     plan = plan_of(tmp_path, "full", 4)
     out = small_fs / "out"
     job = Job("j", plan, out)
@@ -124,7 +115,7 @@ def test_a_disk_that_fills_while_publishing_fails_the_attempts_and_the_job_resum
 
 
 def test_a_disk_that_fills_during_delivery_fails_the_job_and_resume_delivers_without_rendering(
-        tmp_path, small_fs, FakePool):
+        plan_of, tmp_path, small_fs, FakePool):
     plan = plan_of(tmp_path, "late")
     out = small_fs / "out"
     job = Job("j", plan, out)
@@ -145,7 +136,7 @@ def test_a_disk_that_fills_during_delivery_fails_the_job_and_resume_delivers_wit
     assert len(attempts(out, "j")) == before           # nothing rendered again
 
 
-def test_a_ledger_on_a_full_disk_stops_its_job_and_the_farm_serves_the_others(tmp_path, small_fs, FakePool):
+def test_a_ledger_on_a_full_disk_stops_its_job_and_the_farm_serves_the_others(plan_of, tmp_path, small_fs, FakePool):
     farm = EmbeddedFarm(FakePool([1]))
     stuck = farm.submit(JobRequest(plan_of(tmp_path, "stuck"), small_fs / "stuck")).id
     fine = farm.submit(JobRequest(plan_of(tmp_path, "fine"), tmp_path / "fine")).id
@@ -159,7 +150,7 @@ def test_a_ledger_on_a_full_disk_stops_its_job_and_the_farm_serves_the_others(tm
     assert again.status == "done"
 
 
-def test_a_segments_folder_that_turns_read_only_fails_attempts_not_the_farm(tmp_path, small_fs, FakePool):
+def test_a_segments_folder_that_turns_read_only_fails_attempts_not_the_farm(plan_of, tmp_path, small_fs, FakePool):
     plan = plan_of(tmp_path, "ro")
     out = small_fs / "out"
     job = Job("j", plan, out)

@@ -69,3 +69,40 @@ def test_a_missing_image_points_at_its_column(tmp_path):
         load(path)
     [problem] = caught.value.problems
     assert (problem.line, problem.col) == (2, 12) and "gone.png" in problem.message
+
+
+# ---------------------------------------------------------------- files as AniSora's own samples are written
+
+
+def test_a_v3_style_file_gbk_crlf_without_a_final_newline_reads_as_anisora_v3_reads_it(tmp_path):
+    # anisoraV3/generate-pi-i2v-any.py: open(..., encoding="gbk"), text mode (CRLF becomes LF)
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / name)
+    path = tmp_path / "inference_any.txt"
+    lines = ["夏夜的烟花" + SUFFIX + " @@a.png,b.png&&0,0.5", "城市的灯光" + SUFFIX + "@@b.png&&0.75"]
+    path.write_bytes("\r\n".join(lines).encode("gbk"))    # like anisoraV3/data/inference_any.txt: no final newline
+    plan = build_plan(load(path, model="anisora-v3"))
+    one, two = plan.segments
+    assert one.prompt.startswith("夏夜的烟花.") and "\r" not in one.prompt + two.prompt
+    assert [(c.frame, c.image.ref) for c in one.conditions] == [(0, "a.png"), (40, "b.png")]
+    # a clip whose only picture is at 0.75 (AniSora's own sample): no start, one keyframe on frame 64
+    assert [(c.frame, c.image.ref) for c in two.conditions] == [(64, "b.png")]
+
+
+def test_a_v32_style_utf8_line_without_positions_starts_from_its_picture(tmp_path):
+    # anisoraV3.2/generate_txt_new.py: UTF-8, each line stripped, a missing `&&` means position 0
+    write_png(tmp_path / "a.png")
+    path = tmp_path / "inference_any.txt"
+    path.write_bytes(("中文的提示" + SUFFIX + "@@a.png").encode("utf-8"))
+    plan = build_plan(load(path, model="anisora-v3.2"))
+    assert plan.segments[0].prompt.startswith("中文的提示.")
+    assert [(c.frame, c.image.ref) for c in plan.segments[0].conditions] == [(0, "a.png")]
+
+
+def test_utf8_chinese_is_never_read_as_gbk_although_its_bytes_are_valid_gbk(tmp_path):
+    # "动画角色" in UTF-8 is also valid GBK: what AniSora V3's GBK reader makes of a UTF-8 file
+    raw = "动画角色".encode("utf-8")
+    assert raw.decode("gbk") == "鍔ㄧ敾瑙掕壊"
+    write_png(tmp_path / "a.png")
+    (tmp_path / "p.txt").write_bytes(raw + b"@@a.png\n")
+    assert build_plan(load(tmp_path / "p.txt")).segments[0].prompt.startswith("动画角色.")
