@@ -25,6 +25,7 @@ from .options import check_weights, expand, options
 
 logger = logging.getLogger(__name__)
 TRANSFORMERS = ("transformer", "transformer_2")
+ARCHITECTURE_KEYS = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels")
 NOT_WEIGHTS = ("tokenizer", "scheduler", "image_processor", "feature_extractor")
 WAN_ORIGINAL = ("Wan2.1_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth")   # Wan's own release folder, not diffusers'
 
@@ -126,7 +127,10 @@ def _model_folder(name: str, folder: Path) -> Component:
 
 
 def memory(preset: Preset, components: list[Component], base: Path) -> dict[int, float]:
-    if preset.architecture is not None:     # planned from the real configs (engine/memory/plan.py)
+    """Per degree: planned from the preset's real configs (engine/memory/plan.py, GiB) when the weights
+    are that architecture; else (no `architecture:`, or weights of another shape, noted on their row)
+    estimated from the files."""
+    if preset.architecture is not None and not _other_architecture(preset, components, base):
         from engine.memory.plan import whole_model_gib
 
         return whole_model_gib(preset, preset.degrees)
@@ -135,6 +139,26 @@ def memory(preset: Preset, components: list[Component], base: Path) -> dict[int,
     if arch is None:
         arch, _ = base_config(base, "transformer")
     return {d: per_gpu_gb(preset, params, arch, d) for d in preset.degrees}
+
+
+def _other_architecture(preset: Preset, components: list[Component], base: Path) -> bool:
+    """Whether a transformer's own config disagrees with the one the preset's `architecture:` names (its
+    memory plan would then describe other weights); says so on that component's row."""
+    from engine.memory.components import read_config
+
+    for c in components:
+        name = getattr(preset.architecture, c.name, None) if c.name in TRANSFORMERS else None
+        found = c.fit.config if c.fit is not None and c.fit.config else (base_config(base, c.name)[0] if name else None)
+        if not name or not found:
+            continue
+        wanted = read_config(name, "transformer")
+        differ = [f"{k} {found.get(k)} (architecture: {wanted.get(k)})" for k in ARCHITECTURE_KEYS
+                  if found.get(k) != wanted.get(k)]
+        if differ:
+            c.notes.append(f"not the preset's architecture {name}: {', '.join(differ)}; memory estimated "
+                           "from the files")
+            return True
+    return False
 
 
 def raise_problems(report: Report) -> None:
