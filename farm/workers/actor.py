@@ -66,7 +66,7 @@ class SegmentWorker:
     def bank(self, preset: Preset, wanted: list[tuple[str, str, bytes]], have: list[tuple[str, str, str]]
              ) -> tuple[str | None, CharacterBank]:
         """Encode the (character, sha256, picture bytes) not already in `have` with this preset's encoder."""
-        engine = self.engines.get(preset)
+        engine = self.engines.get(preset, gang=self.membership.tag)   # any loaded engine of it will do
         if engine.encoder_id is None:
             return None, CharacterBank()
         known = set(have)
