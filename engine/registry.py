@@ -13,9 +13,11 @@ from .base import Engine
 
 logger = logging.getLogger(__name__)
 
-def create(preset: Preset, *, offload: bool = False) -> Engine:
-    """Build (and load) the engine a preset names."""
-    logger.debug("building the %s engine of preset %s (offload: %s)", preset.engine, preset.name, offload)
+def create(preset: Preset, *, offload: bool = False, residency: str | None = None) -> Engine:
+    """Build (and load) the engine a preset names; `residency` (engine.memory.plan) says where a model
+    engine keeps its components (`offload` alone: model CPU offload)."""
+    logger.debug("building the %s engine of preset %s (offload: %s, residency: %s)", preset.engine, preset.name,
+                 offload, residency)
     if preset.engine == "animatic":
         from .animatic import AnimaticEngine
 
@@ -23,7 +25,7 @@ def create(preset: Preset, *, offload: bool = False) -> Engine:
     if preset.engine == "wan":
         from .wan.engine import WanEngine
 
-        return WanEngine(preset, offload=offload)
+        return WanEngine(preset, offload=offload, residency=residency)
     if preset.engine == "noop":
         from .noop import NoopEngine
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, ValidationError
 
 from .adapters.yamlsource import load_yaml
+from .architecture import Architecture
 from .errors import InputError, Problem
 from .keyframes import KeyframeRule
 from .model import Fit, Identity, PresetName, Sampling, Seed, Shot, Strict, half_up
@@ -116,7 +117,10 @@ class Preset(Strict):
     defaults: PresetDefaults = Field(default_factory=PresetDefaults)
     prompt_suffix: str = Field("", description="appended to every prompt; {aesthetic} and {motion} are filled")
     cost: CostModel
-    memory_gb: float = Field(0.0, ge=0, description="accelerator memory the loaded model needs (worker residency)")
+    memory_gb: float = Field(0.0, ge=0, description="accelerator memory the loaded model needs (worker residency), "
+                                                    "for presets without `architecture` (planned from it otherwise)")
+    architecture: Architecture | None = Field(None, description="real component configs (configs/architectures/) "
+                                                                "the GPU memory is planned from (engine/memory/)")
     pictures: bool = Field(True, description="takes condition pictures (start, keyframes); false for text-to-video")
     text_to_video: PresetName | None = Field(None, description="preset for segments with no picture at all (none: this one)")
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")

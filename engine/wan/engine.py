@@ -26,6 +26,8 @@ from .. import logs  # noqa: F401  (first: silences transformers before diffuser
 from ..bank import CharacterBank, Embedding
 from ..base import Progress, Rendered
 from ..fit import fit_picture
+from ..memory import fsdp
+from ..memory.residency import place
 from ..parallel import sharding
 from ..parallel.layout import layout, tokens
 from . import tiny
@@ -52,7 +54,11 @@ class Conditions:
 
 
 class WanEngine:
-    def __init__(self, preset: Preset, *, device: str | None = None, offload: bool = False):
+    def __init__(self, preset: Preset, *, device: str | None = None, offload: bool = False,
+                 residency: str | None = None):
+        """`residency` is where the components live (engine.memory.plan: gpu, text_encoder_cpu, fsdp,
+        model_offload, group_offload; `offload` alone means model_offload). fsdp shards the transformer
+        across the torch.distributed group this process is in, so the gang must be joined first."""
         started = time.perf_counter()
         self.preset = preset
         self.opts = options(preset)
@@ -63,10 +69,8 @@ class WanEngine:
         self.dtype = DTYPES[self.opts.dtype] if self.device.type == "cuda" else torch.float32
         self.pipe = self._load()
         self.pipe.set_progress_bar_config(disable=True)
-        if offload and self.device.type == "cuda":
-            self.pipe.enable_model_cpu_offload()
-        else:
-            self.pipe.to(self.device)
+        self.residency = residency or ("model_offload" if offload else "gpu")
+        self.text_device = place(self.pipe, self.residency, self.device)
         self.speed = Speedups(self.pipe, self.opts.speed, self.device, self.dtype)
         self.text_cache: OrderedDict[tuple, tuple] = OrderedDict()
         self.encoders = self._encoders()
@@ -121,6 +125,9 @@ class WanEngine:
         rank denoises its share of the tokens, rank 0 alone decodes and returns the frames (and the
         latents they were decoded from)."""
         rank = torch.distributed.get_rank() if ranks > 1 else 0
+        if fsdp.sharded_world(self.pipe.transformer) not in (None, ranks):
+            raise RuntimeError(f"this engine's transformer is sharded across a gang of "
+                               f"{fsdp.sharded_world(self.pipe.transformer)}, not {ranks}")
 
         # 1. Sampler and starting noise: the same on every rank (drawn on the CPU from the seed)
         self.pipe.scheduler = UniPCMultistepScheduler.from_config(self.pipe.scheduler.config, flow_shift=segment.shift)
@@ -213,7 +220,8 @@ class WanEngine:
         with torch.no_grad():
             embeds = self.pipe.encode_prompt(prompt=prompt, negative_prompt=negative if cfg else None,
                                              do_classifier_free_guidance=cfg, max_sequence_length=tiny.TEXT_TOKENS,
-                                             device=self.device)
+                                             device=self.text_device)
+            embeds = tuple(None if e is None else e.to(self.device) for e in embeds)   # from a CPU text encoder
         if self.opts.text_cache:
             self.text_cache[key] = embeds
             while len(self.text_cache) > self.opts.text_cache:

@@ -8,7 +8,8 @@
 at the reference shot: 1280x720, the preset's longest segment. Ten hidden-wide tensors (residual stream,
 q, k, v, attention output, norms) and two FFN-wide ones (the up-projection and its GELU) are alive at
 the peak of a block, in a 2-byte dtype. It ignores the VAE's decode peak (tiled above 720p) and offload.
-The memory planner (`engine/memory/`, being built) replaces this one function.
+Presets with an `architecture:` block are planned by `engine/memory/` instead; this estimate remains
+for presets without one (a folder sakuga has no real config for).
 """
 from __future__ import annotations
 

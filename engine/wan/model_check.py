@@ -25,6 +25,7 @@ from .options import check_weights, expand, options
 
 logger = logging.getLogger(__name__)
 TRANSFORMERS = ("transformer", "transformer_2")
+ARCHITECTURE_KEYS = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels")
 NOT_WEIGHTS = ("tokenizer", "scheduler", "image_processor", "feature_extractor")
 WAN_ORIGINAL = ("Wan2.1_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth")   # Wan's own release folder, not diffusers'
 
@@ -48,7 +49,7 @@ class Component:
 class Report:
     preset: Preset
     components: list[Component]
-    memory_gb: dict[int, float]               # degree -> GB per GPU
+    memory_gb: dict[int, float]               # degree -> per GPU (GiB when planned from an architecture)
 
     @property
     def problems(self) -> list[Problem]:
@@ -126,11 +127,38 @@ def _model_folder(name: str, folder: Path) -> Component:
 
 
 def memory(preset: Preset, components: list[Component], base: Path) -> dict[int, float]:
+    """Per degree: planned from the preset's real configs (engine/memory/plan.py, GiB) when the weights
+    are that architecture; else (no `architecture:`, or weights of another shape, noted on their row)
+    estimated from the files."""
+    if preset.architecture is not None and not _other_architecture(preset, components, base):
+        from engine.memory.plan import whole_model_gib
+
+        return whole_model_gib(preset, preset.degrees)
     params = sum(c.parameters for c in components if c.on_gpu)
     arch = next((c.fit.config for c in components if c.fit is not None and c.fit.config), None)
     if arch is None:
         arch, _ = base_config(base, "transformer")
     return {d: per_gpu_gb(preset, params, arch, d) for d in preset.degrees}
+
+
+def _other_architecture(preset: Preset, components: list[Component], base: Path) -> bool:
+    """Whether a transformer's own config disagrees with the one the preset's `architecture:` names (its
+    memory plan would then describe other weights); says so on that component's row."""
+    from engine.memory.components import read_config
+
+    for c in components:
+        name = getattr(preset.architecture, c.name, None) if c.name in TRANSFORMERS else None
+        found = c.fit.config if c.fit is not None and c.fit.config else (base_config(base, c.name)[0] if name else None)
+        if not name or not found:
+            continue
+        wanted = read_config(name, "transformer")
+        differ = [f"{k} {found.get(k)} (architecture: {wanted.get(k)})" for k in ARCHITECTURE_KEYS
+                  if found.get(k) != wanted.get(k)]
+        if differ:
+            c.notes.append(f"not the preset's architecture {name}: {', '.join(differ)}; memory estimated "
+                           "from the files")
+            return True
+    return False
 
 
 def raise_problems(report: Report) -> None:
@@ -169,9 +197,15 @@ def table(report: Report) -> str:
         rows.append(f"{c.name:<14} {c.layout:<18} {stored:<22} {_billions(c.parameters):>8}  {shards:<7} {_fit(c)}")
         rows += [f"{'':<14} note: {n}" for n in c.notes]
         rows += [f"{'':<14} error: {m}" for _, m in c.problems]
-    rows.append("GPU memory per GPU (estimate: weights + activations at 1280x720, "
-                f"{report.preset.max_frames} frames): "
-                + ", ".join(f"degree {d}: {gb:.1f} GB" if gb >= 1 else f"degree {d}: {gb:.3f} GB"
+    if report.preset.architecture is not None:
+        w, h = getattr(report.preset, "native_size", None) or (1280, 720)
+        how = (f"planned from configs/architectures, whole model at {w}x{h}, {report.preset.max_frames} frames; "
+               "smaller GPUs keep parts on the CPU or shard: docs/models.md")
+    else:
+        how = f"estimate: weights + activations at 1280x720, {report.preset.max_frames} frames"
+    unit = "GiB" if report.preset.architecture is not None else "GB"
+    rows.append(f"GPU memory per GPU ({how}): "
+                + ", ".join(f"degree {d}: {gb:.1f} {unit}" if gb >= 1 else f"degree {d}: {gb:.3f} {unit}"
                          for d, gb in report.memory_gb.items()))
     rows.append("would load" if report.ok else f"would NOT load: {len(report.problems)} problem(s)")
     return "\n".join(rows)

@@ -20,10 +20,20 @@ def models_list() -> None:
         try:
             p = load_preset(name)
             typer.echo(f"{name:<22} {p.engine:<9} {p.fps} fps, ≤{p.max_frames} frames/segment, "
-                       f"~{p.memory_gb:g} GB  {p.description}")
+                       f"{_memory(p)}  {p.description}")
             typer.echo(f"{'':<22} weights: {_weights_state(p)}")
         except InputError as e:
             typer.echo(f"{name:<22} invalid preset: {e.problems[0]}")
+
+
+def _memory(preset) -> str:
+    """The GPU memory the preset needs whole, for one segment of its longest length: planned from its
+    real configs (engine/memory/plan.py) when it names them, else its `memory_gb`."""
+    if preset.architecture is None:
+        return f"~{preset.memory_gb:g} GB"
+    from engine.memory.plan import whole_model_gib
+
+    return f"~{whole_model_gib(preset, [1])[1]:.0f} GiB whole"
 
 
 def _weights_state(preset) -> str:

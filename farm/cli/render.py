@@ -43,7 +43,7 @@ def render(
     address: Annotated[str | None, typer.Option("--address", help="Join this Ray cluster instead of starting one.")] = None,
     asset_root: AssetRoots = None,
     quiet: Quiet = False,
-    offload: Annotated[bool, typer.Option("--offload", help="Keep model parts in CPU memory between uses (GPUs with less memory than the preset's estimate).")] = False,
+    offload: Annotated[bool, typer.Option("--offload", help="Keep model parts in CPU memory (model or group offload) even where the memory plan would hold them on the GPU.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the render recorded in OUT's ledger (OUT must hold one).")] = False,
     cache: Cache = None,
     no_cache: NoCache = False,

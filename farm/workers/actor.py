@@ -15,12 +15,13 @@ import numpy as np
 import ray
 
 from engine.bank import CharacterBank
+from engine.memory.plan import DoesNotFit, Residency, Work, residency
 from engine.qc import flicker
 from engine.registry import check, create
 from farm.job.results import SegmentResult, ShareDone
 from farm.media.decode import read_png
 from farm.media.encode import encode_mp4_bytes, png_bytes
-from farm.workers.gang import GangSpec, Membership, free_address
+from farm.workers.gang import GangSpec, Membership, agreed, free_address
 from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
@@ -42,7 +43,7 @@ class SegmentWorker:
             import torch
 
             torch.set_num_threads(threads)
-        self.engines = EngineCache(memory_budget_gb(), lambda p, offload: create(p, offload=offload))
+        self.engines = EngineCache(memory_budget_gb(), lambda p, mode: create(p, residency=mode))
         self.membership = Membership()
 
     def address(self) -> tuple[str, int]:
@@ -65,7 +66,7 @@ class SegmentWorker:
     def bank(self, preset: Preset, wanted: list[tuple[str, str, bytes]], have: list[tuple[str, str, str]]
              ) -> tuple[str | None, CharacterBank]:
         """Encode the (character, sha256, picture bytes) not already in `have` with this preset's encoder."""
-        engine = self.engines.get(preset)
+        engine = self.engines.get(preset, gang=self.membership.tag)   # any loaded engine of it will do
         if engine.encoder_id is None:
             return None, CharacterBank()
         known = set(have)
@@ -80,11 +81,12 @@ class SegmentWorker:
         started = time.time()
         ranks = gang.world if gang else 1
         try:
-            engine = self.engines.get(preset, offload)
+            if gang:     # first: an engine sharded across the gang (FSDP) is built inside its group
+                self.membership.ensure(gang)
+            engine = self.engines.get(preset, self._residency(preset, segment, ranks, offload),
+                                      self.membership.tag)
             if bank is not None:
                 engine.use_bank(bank)
-            if gang:
-                self.membership.ensure(gang)
             pictures = {ref: read_png(data) for ref, data in images.items()}
             rendered = engine.render(segment, pictures, ranks=ranks)
         except oom_errors() as e:
@@ -105,6 +107,26 @@ class SegmentWorker:
         latents = rendered.latents if keep_latents else None
         return SegmentResult(mp4, png_bytes(rendered.last_frame), metrics, started, rendered_at - started,
                              time.time() - rendered_at, self.name, node, resident, latents)
+
+    def _residency(self, preset: Preset, segment: Segment, ranks: int, offload: bool) -> Residency:
+        """How to hold `preset` for this segment on this GPU (the memory plan); a gang's members must
+        agree, or their collectives would not match: they compare before loading anything."""
+        tag = self.membership.tag if ranks > 1 else None
+        chosen, why = None, None
+        try:
+            chosen = residency(preset, Work(segment.width, segment.height, segment.frames, ranks),
+                               self.engines.budget_gb, offload, self.engines.loaded_modes(preset, tag))
+        except DoesNotFit as e:
+            why = e
+        if ranks > 1:
+            modes = agreed(None if chosen is None else chosen.mode, ranks)
+            if None in modes:
+                raise why or DoesNotFit(f"{preset.name} fits no residency on another member of the gang")
+            if len(set(modes)) > 1:
+                raise RuntimeError(f"gang members chose different residencies for {preset.name}: {modes}")
+        if chosen is None:
+            raise why
+        return chosen
 
     def sp_selftest(self, gang: GangSpec, ulysses: int, ring: int, seed: int,
                     size: tuple[int, int, int], backend: str = "diffusers") -> np.ndarray | None:

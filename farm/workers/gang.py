@@ -67,3 +67,12 @@ class Membership:
 
 def specs(tag: str, world: int, host: str, port: int, timeout_s: float = COLLECTIVE_TIMEOUT_S) -> list[GangSpec]:
     return [GangSpec(tag, rank, world, host, port, timeout_s) for rank in range(world)]
+
+
+def agreed(value, world: int) -> list:
+    """Every member's `value` (a small picklable one), gathered in this gang's group."""
+    import torch.distributed as dist
+
+    values = [None] * world
+    dist.all_gather_object(values, value)
+    return values
