@@ -84,7 +84,7 @@ def swap_shards(latents: np.ndarray, world: int = 4) -> np.ndarray:
 #   shard order moves whole token blocks: differences of the order of the latents themselves (~1;
 #   measured: mean 0.58, worst 5.9). On a 2-core Xeon the gang's latents equal one GPU's exactly.
 LATENT_ATOL = 1e-4
-# - decoded frames (uint8 after H.264): float noise flips a few values by a level or two where a value
+# - decoded frames (uint8: the lossless last frame, frames decoded here from latents): float noise flips a few values by a level or two where a value
 #   sits on a rounding edge (measured on an AMD EPYC: 1.5% of values, mean 0.04 level, worst 17 where
 #   the codec's decisions cascade). Mean difference at most 0.5 level and PSNR at least 40 dB hold that
 #   ten times over (a Xeon shows the same: mean 0.039, worst 17, with bit-equal latents, so the noise
@@ -119,9 +119,11 @@ def test_a_long_shot_at_degree_4_computes_what_one_gpu_computes(ray_cluster, tmp
     np.testing.assert_allclose(latents[4], latents[1], rtol=0, atol=LATENT_ATOL)
     assert not np.allclose(swap_shards(latents[1]), latents[1], rtol=0, atol=LATENT_ATOL)   # the bound sees a misorder
 
-    # and what users see: the decoded frames and the lossless last frame
-    assert frames(wide / "long.0.mp4").shape == (81, 64, 64, 3)
-    assert frames_agree(frames(wide / "long.0.mp4"), frames(single / "long.0.mp4"))
+    # and what users see: the lossless last frame (the one the next segment starts from) and the clip.
+    # Not mp4 against mp4: PyAV 18's libx264 is not bit-reproducible (the same 81 frames encoded three
+    # times in one process gave two different files, differing by ~2 levels from frame 24 on), so that
+    # would test the codec, not the gang; the frames the workers decoded were measured equal.
+    assert frames(wide / "long.0.mp4").shape == frames(single / "long.0.mp4").shape == (81, 64, 64, 3)
     assert frames_agree(read_png((wide / "long.0.png").read_bytes()), read_png((single / "long.0.png").read_bytes()))
     engine = create(load_preset("wan-tiny"))
     good = (engine.decode(torch.from_numpy(latents[1])) * 255).round().astype(np.uint8)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.memory.plan import Residency, Work, residency
-from farm.workers.engines import EngineCache, OutOfMemory, lone_residency
+from farm.workers.engines import EngineCache, OutOfMemory, lone_residency, options_key
 from storyboard.presets import load_preset
 
 V3 = load_preset("anisora-v3")
@@ -49,7 +49,7 @@ def test_an_engine_sharded_across_a_gang_is_dropped_when_the_worker_is_in_anothe
     worker_get(cache, v32, Work(1280, 720, 81, degree=2), gang="g1")
     assert loads == [("anisora-v3.2", "fsdp")] and cache.loaded_modes(v32, "g1") == ("fsdp",)
     assert cache.loaded_modes(v32, None) == ()                       # alone it cannot use the shards
-    assert cache.get(v32, gang="g1") is cache.engines[(v32.name, "fsdp", "g1")][1]   # the bank may use it
+    assert cache.get(v32, gang="g1") is cache.engines[(v32.name, options_key(v32), "fsdp", "g1")][1]   # the bank may use it
     worker_get(cache, v32, Work(1280, 720, 81, degree=2), gang="g2")
     assert loads == [("anisora-v3.2", "fsdp")] * 2 and len(cache.engines) == 1
 
