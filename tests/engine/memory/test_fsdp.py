@@ -5,12 +5,9 @@ transformer is sharded (FSDP across the gang, tokens split by Ulysses on the sam
 process's latents."""
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from PIL import Image
 
 from engine.wan.engine import WanEngine
@@ -18,6 +15,7 @@ from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset
 from tests.conftest import make_storyboard
+from tests.engine.spawn import gang
 
 STORYBOARD = """\
 sakuga: 1
@@ -29,32 +27,6 @@ scenes:
     shots:
       - {id: c, frames: 17, prompt: a door, start: red.png, keyframes: [{image: blue.png, at: 0.5}]}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gang(target, world: int, *args) -> dict:
-    """Run `target(rank, world, port, results, *args)` on `world` spawned ranks; what each put."""
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    port = free_port()
-    ranks = [ctx.Process(target=target, args=(r, world, port, results, *args)) for r in range(world)]
-    for p in ranks:
-        p.start()
-    try:
-        got = dict(results.get(timeout=240) for _ in ranks)
-    finally:
-        for p in ranks:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-    for rank, value in got.items():
-        assert not isinstance(value, BaseException), f"rank {rank}: {value!r}"
-    return got
 
 
 def member(rank: int, world: int, port: int, results, segment, images) -> None:

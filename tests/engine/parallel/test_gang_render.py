@@ -2,12 +2,9 @@
 returns the frames and the latents, the other rank None, and the latents are one process's."""
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from PIL import Image
 
 from engine.wan.engine import WanEngine
@@ -15,6 +12,7 @@ from storyboard.load import load
 from storyboard.plan import build_plan
 from storyboard.presets import load_preset
 from tests.conftest import make_storyboard
+from tests.engine.spawn import gang
 
 STORYBOARD = """\
 sakuga: 1
@@ -28,7 +26,7 @@ scenes:
 """
 
 
-def member(rank: int, world: int, port: int, segment, images, results) -> None:
+def member(rank: int, world: int, port: int, results, segment, images) -> None:
     """One rank of the gang: join the group, render the segment together, report what it returned."""
     import torch.distributed as dist
 
@@ -44,12 +42,6 @@ def member(rank: int, world: int, port: int, segment, images, results) -> None:
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(300)
 def test_a_gang_of_two_returns_one_process_latents_on_rank_0(tmp_path):
     for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
@@ -59,21 +51,7 @@ def test_a_gang_of_two_returns_one_process_latents_on_rank_0(tmp_path):
     images = {c.image: np.asarray(Image.open(plan.assets[c.image.ref]).convert("RGB")) for c in segment.conditions}
     alone = WanEngine(load_preset("wan-tiny")).render(segment, images)    # also builds the tiny model once
 
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    port = free_port()
-    ranks = [ctx.Process(target=member, args=(r, 2, port, segment, images, results)) for r in range(2)]
-    for p in ranks:
-        p.start()
-    try:
-        got = dict(results.get(timeout=240) for _ in ranks)
-    finally:
-        for p in ranks:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-    for rank, value in got.items():
-        assert not isinstance(value, BaseException), f"rank {rank}: {value!r}"
+    got = gang(member, 2, segment, images)
     assert got[1] is None
     latents, frames = got[0]
     assert latents.shape == alone.latents.shape and latents.dtype == np.float32
