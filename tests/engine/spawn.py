@@ -1,9 +1,38 @@
-"""A gang of real processes for the engine's tests: `torch.multiprocessing` spawn, one gloo rank each."""
+"""A gang of real processes for the engine's tests: `torch.multiprocessing` spawn, one gloo rank each,
+and the one tiny-model segment (a start picture and a keyframe) the gang tests render."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
+import numpy as np
 import torch.multiprocessing as mp
+from PIL import Image
+
+from storyboard.load import load
+from storyboard.plan import build_plan
+from tests.conftest import make_storyboard
+
+STORYBOARD = """\
+sakuga: 1
+title: Gang
+model: wan-tiny
+output: {width: 64, height: 64, fps: 16}
+scenes:
+  - id: roof
+    shots:
+      - {id: c, frames: 17, prompt: a door, start: red.png, keyframes: [{image: blue.png, at: 0.5}]}
+"""
+
+
+def keyframed_segment(folder: Path):
+    """The segment of STORYBOARD written into `folder` with its two pictures, and those pictures."""
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        Image.new("RGB", (80, 60), colour).save(folder / f"{name}.png")
+    plan = build_plan(load(make_storyboard(folder, STORYBOARD)))
+    segment = plan.segment("c.0")
+    images = {c.image: np.asarray(Image.open(plan.assets[c.image.ref]).convert("RGB")) for c in segment.conditions}
+    return segment, images
 
 
 def free_port() -> int:

@@ -8,25 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from engine.wan.engine import WanEngine
-from storyboard.load import load
-from storyboard.plan import build_plan
 from storyboard.presets import load_preset
-from tests.conftest import make_storyboard
-from tests.engine.spawn import gang
-
-STORYBOARD = """\
-sakuga: 1
-title: FSDP
-model: wan-tiny
-output: {width: 64, height: 64, fps: 16}
-scenes:
-  - id: roof
-    shots:
-      - {id: c, frames: 17, prompt: a door, start: red.png, keyframes: [{image: blue.png, at: 0.5}]}
-"""
+from tests.engine.spawn import gang, keyframed_segment
 
 
 def member(rank: int, world: int, port: int, results, segment, images) -> None:
@@ -70,11 +55,7 @@ def fsdp_gang(tmp_path_factory):
     """One gang of two gloo ranks for both tests (each spawn imports torch and diffusers anew), and what
     one process renders."""
     folder = tmp_path_factory.mktemp("fsdp")
-    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
-        Image.new("RGB", (80, 60), colour).save(folder / f"{name}.png")
-    plan = build_plan(load(make_storyboard(folder, STORYBOARD)))
-    segment = plan.segment("c.0")
-    images = {c.image: np.asarray(Image.open(plan.assets[c.image.ref]).convert("RGB")) for c in segment.conditions}
+    segment, images = keyframed_segment(folder)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)       # as each rank: thread counts change float reduction order on CPU
     try:

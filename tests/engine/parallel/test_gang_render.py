@@ -5,25 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from engine.wan.engine import WanEngine
-from storyboard.load import load
-from storyboard.plan import build_plan
 from storyboard.presets import load_preset
-from tests.conftest import make_storyboard
-from tests.engine.spawn import gang
-
-STORYBOARD = """\
-sakuga: 1
-title: Gang
-model: wan-tiny
-output: {width: 64, height: 64, fps: 16}
-scenes:
-  - id: roof
-    shots:
-      - {id: c, frames: 17, prompt: a door, start: red.png, keyframes: [{image: blue.png, at: 0.5}]}
-"""
+from tests.engine.spawn import gang, keyframed_segment
 
 
 def member(rank: int, world: int, port: int, results, segment, images) -> None:
@@ -44,11 +29,7 @@ def member(rank: int, world: int, port: int, results, segment, images) -> None:
 
 @pytest.mark.timeout(300)
 def test_a_gang_of_two_returns_one_process_latents_on_rank_0(tmp_path):
-    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
-        Image.new("RGB", (80, 60), colour).save(tmp_path / f"{name}.png")
-    plan = build_plan(load(make_storyboard(tmp_path, STORYBOARD)))
-    segment = plan.segment("c.0")
-    images = {c.image: np.asarray(Image.open(plan.assets[c.image.ref]).convert("RGB")) for c in segment.conditions}
+    segment, images = keyframed_segment(tmp_path)
     alone = WanEngine(load_preset("wan-tiny")).render(segment, images)    # also builds the tiny model once
 
     got = gang(member, 2, segment, images)
