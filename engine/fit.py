@@ -35,8 +35,10 @@ def cover_box(src_width: int, src_height: int, width: int, height: int) -> Box:
         raise ValueError(f"cannot fit a {src_width}x{src_height} picture into {width}x{height}")
     scale = max(width / src_width, height / src_height)
     crop_w, crop_h = width / scale, height / scale
-    left, top = (src_width - crop_w) / 2, (src_height - crop_h) / 2
-    return left, top, left + crop_w, top + crop_h
+    # clamped: the float division can land a hair outside the picture (832x480 into 480x272 gave
+    # left = -5.7e-14), which PIL refuses as a negative box offset
+    left, top = max(0.0, (src_width - crop_w) / 2), max(0.0, (src_height - crop_h) / 2)
+    return left, top, min(float(src_width), left + crop_w), min(float(src_height), top + crop_h)
 
 
 def as_rgb_image(img: np.ndarray | Image.Image) -> Image.Image:

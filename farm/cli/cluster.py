@@ -15,12 +15,13 @@ from .options import (
     Deliver,
     EngineAlias,
     Insecure,
-    Master,
     Model,
     Priority,
     Speed,
+    Upscaler,
+    check_delivery,
+    delivery,
     load,
-    masters,
     model_name,
     priority,
 )
@@ -34,6 +35,7 @@ def submit(
     model: Model = None,
     engine: EngineAlias = None,
     deliver: Deliver = None,
+    upscaler: Upscaler = None,
     insecure: Insecure = False,
     speed: Speed = None,
 ) -> None:
@@ -43,8 +45,9 @@ def submit(
     level = priority(priority_)
     preset = model_name(model, engine)
     _, p = load(file, preset, None, speed=speed)
+    check_delivery(p, delivery(deliver, upscaler), weights=False)   # the checkpoints are the cluster's
     typer.echo(send(file, p, address=address, priority=level, out=cluster_out(out), model=preset,
-                    deliver=masters(deliver), insecure=insecure, speed=speed or []))
+                    deliver=deliver or [], upscaler=upscaler, insecure=insecure, speed=speed or []))
 
 
 def cluster_out(out: str | None) -> str | None:
@@ -69,16 +72,19 @@ def run_job(
     out: Annotated[str | None, typer.Option("--out")] = None,
     model: Model = None,
     engine: Annotated[str | None, typer.Option("--engine", hidden=True)] = None,   # jobs from older clients
-    deliver: Annotated[list[Master] | None, typer.Option("--deliver")] = None,
+    deliver: Deliver = None,
+    upscaler: Upscaler = None,
     owner: Annotated[str | None, typer.Option("--owner")] = None,
     speed: Speed = None,
 ) -> None:
     """Entrypoint of a submitted job, on the cluster: hand the plan to the farm service and follow it."""
     preset = model or engine
     _, p = load(file, preset, None, speed=speed)
+    delivered = delivery(deliver, upscaler)
+    check_delivery(p, delivered)
     from farm.cluster.entrypoint import follow
 
-    raise typer.Exit(follow(p, file, job_id, priority_, out, preset, masters(deliver), owner))
+    raise typer.Exit(follow(p, file, job_id, priority_, out, preset, delivered, owner))
 
 
 def jobs(address: Address = None, insecure: Insecure = False) -> None:

@@ -24,9 +24,11 @@ from .options import (
     Quiet,
     Size,
     Speed,
+    Upscaler,
     Wait,
+    check_delivery,
+    delivery,
     load,
-    masters,
     model_name,
     priority,
 )
@@ -48,6 +50,7 @@ def render(
     cache: Cache = None,
     no_cache: NoCache = False,
     deliver: Deliver = None,
+    upscaler: Upscaler = None,
     wait: Wait = False,
     size: Size = None,
     speed: Speed = None,
@@ -57,7 +60,7 @@ def render(
     config = {"source": str(file.resolve()), "engine": model_name(model, engine), "gpus": gpus, "address": address,
               "asset_roots": [str(p.resolve()) for p in asset_root or []], "offload": offload,
               "cache": None if no_cache else str(cache.resolve()) if cache else "default",
-              "deliver": masters(deliver), "size": size, "speed": speed or []}
+              **delivery(deliver, upscaler), "size": size, "speed": speed or []}
     if resume and not JobFolder(out).has_ledger():
         raise InputError.single(out, "--resume: this folder has no ledger.sqlite, so there is nothing to resume")
     _render(config, out, quiet, wait)
@@ -109,6 +112,7 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
                                           f"{MAX_LOCAL_GPUS} (a cluster gets as many as it has, with --address)")
     _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])], size=config.get("size"),
                 speed=config.get("speed"))
+    check_delivery(p, config, weights=not address)
     _check_out(JobFolder(out), file, wait)
     if not address:   # a local run loads the weights here; a cluster's workers are asked instead
         from farm.workers.engines import check_presets
@@ -167,6 +171,7 @@ def batch(
     cache: Cache = None,
     no_cache: NoCache = False,
     deliver: Deliver = None,
+    upscaler: Upscaler = None,
     insecure: Insecure = False,
     speed: Speed = None,
 ) -> None:
@@ -178,9 +183,11 @@ def batch(
         raise InputError.single("--gpus", f"{gpus} workers on one machine: a local batch runs at most {MAX_LOCAL_GPUS}")
     plans, problems = [], []
     stems = [f.stem for f in files]
+    delivered = delivery(deliver, upscaler)
     for f in files:
         try:
             plans.append(load(f, preset, None, speed=speed)[1])
+            check_delivery(plans[-1], delivered, weights=not address)
         except InputError as e:
             problems += e.problems
     for f in files:
@@ -195,14 +202,14 @@ def batch(
 
         for f, p in zip(files, plans):
             typer.echo(send(f, p, address=address, priority=level, out=cluster_out(str(out / f.stem)), model=preset,
-                            deliver=masters(deliver), insecure=insecure, speed=speed or []))
+                            deliver=deliver or [], upscaler=upscaler, insecure=insecure, speed=speed or []))
         return
     from farm.api.embedded import render_jobs
     from farm.api.protocol import JobRequest
     from farm.job.job import Job
 
     requests = [JobRequest(p, out / f.stem, level, {"source": str(f.resolve()), "engine": preset, "gpus": gpus,
-                                                    "deliver": masters(deliver), "speed": speed or []},
+                                                    **delivered, "speed": speed or []},
                            None, Job.new_id(f.stem))
                 for f, p in zip(files, plans)]
     outcomes = render_jobs(requests, gpus=gpus, show_progress=not quiet,

@@ -71,7 +71,8 @@ def _token_available() -> bool:
 
 
 def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: str | None,
-           model: str | None, deliver: list[str] = (), insecure: bool = False, speed: list[str] = ()) -> str:
+           model: str | None, deliver: list[str] = (), upscaler: str | None = None, insecure: bool = False,
+           speed: list[str] = ()) -> str:
     """Submit one storyboard; its folder (with every picture it names) becomes the job's working dir."""
     folder = file.resolve().parent
     outside = sorted(p for p in list(plan.assets.values()) + ([plan.audio] if plan.audio else [])
@@ -88,6 +89,7 @@ def submit(file: Path, plan: Plan, *, address: str | None, priority: int, out: s
     command += ["--out", out] if out else []
     command += ["--model", model] if model else []
     command += [arg for m in deliver for arg in ("--deliver", m)]
+    command += ["--upscaler", upscaler] if upscaler else []
     command += [arg for s in speed for arg in ("--speed", s)]
     c = client(address, insecure)
     check_runtime(c, address_or_default(address))

@@ -41,7 +41,8 @@ def submitter(claimed: str | None) -> str:
 
 
 def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, model: str | None,
-           deliver: list[str] = (), owner: str | None = None) -> int:
+           delivery: dict | None = None, owner: str | None = None) -> int:
+    """`delivery`: the job's masters, profiles and upscaler (`farm.cli.options.delivery`)."""
     owner = submitter(owner)
     # under the owner's folder of the farm's root, never in Ray's temporary working dir
     folder = confine(out, owner, job_id)
@@ -55,7 +56,7 @@ def follow(plan: Plan, file: Path, job_id: str, priority: int, out: str | None, 
     assets = {ref: Path(path).read_bytes() for ref, path in plan.assets.items()}
     farm = ServiceFarm()
     config = {"source": str(file), "engine": model, "priority": priority, "submitted": True,
-              "deliver": sorted(deliver)}
+              "deliver": [], **(delivery or {})}
     state = farm.submit(JobRequest(plan, folder, priority, config, assets, job_id, owner=owner))
     job_id = state.id   # the folder's own job when it holds one: the same output continues it
     logger.info("%s: queued with priority %d, %d segments (%d reused), output %s", job_id, priority,

@@ -1,5 +1,6 @@
 """Delivery of a settled job: every complete shot and the episode stitched from the published
-segments, the timeline and the manifest. It reads what the job published and never changes the
+segments, the timeline and the manifest; then each `--deliver` profile's cut from the shots' stages
+(`deliveries.py`, into `deliver/<profile>/`). It reads what the job published and never changes the
 job's state; what it could not do becomes a note for the user."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from farm.job.job import Job
 
+from .deliveries import deliver_profile
 from .manifest import write_manifest
 from .stitch import ShotFiles, stitch
 from .timeline import Cut, write_timeline
@@ -34,5 +36,6 @@ def deliver(job: Job) -> Path | None:
         cuts = [Cut(shot, f.out, n, f.dissolve) for shot, f, n in zip(kept, files, lengths)]
         for note in write_timeline(folder, plan, cuts):
             job.note(note, kind="timeline")
-    write_manifest(folder.manifest, plan, job.rows())
+    deliveries = [deliver_profile(job, d, kept) for d in job.deliveries] if kept else []
+    write_manifest(folder.manifest, plan, job.rows(), job.stages, deliveries)
     return episode

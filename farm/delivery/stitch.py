@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ MASTERS = ("prores", "png")
 @dataclass(frozen=True)
 class ShotFiles:
     segments: Sequence[Path]      # the shot's segment videos, in order, overlapping by one frame
-    out: Path                     # where the shot's own video goes
+    out: Path | None              # where the shot's own video goes (None: it has one already)
     dissolve: int = 0             # frames of this shot dissolving into the next (0: a straight cut)
 
 
@@ -44,13 +45,15 @@ def master_paths(episode: Path) -> dict[str, Path]:
     return {"prores": episode.with_suffix(".mov"), "png": episode.with_name(f"{episode.stem}_png")}
 
 
-def stitch(shots: Sequence[ShotFiles], episode: str | os.PathLike | None, fps: int, *,
-           audio: str | os.PathLike | None = None, masters: Sequence[str] = (), crf: int = EPISODE_CRF,
-           shot_crf: int = SHOT_CRF, preset: str = "medium", audio_rate: int = AUDIO_RATE) -> list[int]:
+def stitch(shots: Sequence[ShotFiles], episode: str | os.PathLike | None, fps: int | Fraction, *,
+           audio: str | os.PathLike | Soundtrack | None = None, masters: Sequence[str] = (), crf: int = EPISODE_CRF,
+           shot_crf: int = SHOT_CRF, preset: str = "medium", audio_rate: int = AUDIO_RATE,
+           profile: str | None = None) -> list[int]:
     """Write every shot's file and (unless `episode` is None) the cut; return each shot's frame count.
 
-    With `audio`, the soundtrack goes into the episode and the ProRes master, cut or padded with
-    silence to the picture's exact duration. Nothing is written if the shots cannot make a cut.
+    With `audio` (a file, or an open `Soundtrack`-like reader: a normalised one), the soundtrack goes
+    into the episode and the ProRes master, cut or padded with silence to the picture's exact
+    duration. Nothing is written if the shots cannot make a cut.
     """
     if not shots:
         raise ValueError("no shots to stitch")
@@ -58,7 +61,9 @@ def stitch(shots: Sequence[ShotFiles], episode: str | os.PathLike | None, fps: i
     if unknown:
         raise ValueError(f"unknown master {', '.join(unknown)}: expected {' or '.join(MASTERS)}")
     lengths, (width, height) = _check(shots)
-    soundtrack = Soundtrack(audio, rate=audio_rate) if audio is not None and episode is not None else None
+    soundtrack = None
+    if audio is not None and episode is not None:
+        soundtrack = audio if hasattr(audio, "read") else Soundtrack(audio, rate=audio_rate)
     with ExitStack() as stack:
         if soundtrack is not None:
             stack.callback(soundtrack.close)
@@ -68,7 +73,7 @@ def stitch(shots: Sequence[ShotFiles], episode: str | os.PathLike | None, fps: i
             rate = audio_rate if soundtrack else None
             sinks.append(stack.enter_context(Encoder(
                 stack.enter_context(atomic_path(episode)), fps, width, height, crf=crf, preset=preset,
-                audio_rate=rate)))
+                audio_rate=rate, profile=profile)))
             paths = master_paths(episode)
             if "prores" in masters:
                 sinks.append(stack.enter_context(Encoder(
@@ -79,17 +84,27 @@ def stitch(shots: Sequence[ShotFiles], episode: str | os.PathLike | None, fps: i
         cut = _Cut(sinks, soundtrack, fps, audio_rate)
         for i, shot in enumerate(shots):
             k_in = shots[i - 1].dissolve if i else 0
-            with atomic_path(shot.out) as tmp, Encoder(tmp, fps, width, height, crf=shot_crf,
-                                                       preset=preset) as enc:
+            with ExitStack() as shot_stack:
+                enc = _Counter() if shot.out is None else shot_stack.enter_context(Encoder(
+                    shot_stack.enter_context(atomic_path(shot.out)), fps, width, height, crf=shot_crf, preset=preset))
                 for frame in _shot_frames(shot.segments):
                     enc.write(frame)
                     cut.push(frame, k_in, shot.dissolve)
                 if enc.frames != lengths[i]:
-                    raise ValueError(f"shot {shot.out.stem}: its segments decode to {enc.frames} frames, "
+                    raise ValueError(f"shot {i + 1}: its files decode to {enc.frames} frames, "
                                      f"their headers say {lengths[i]}")
             cut.end_shot()
         cut.finish()
     return lengths
+
+
+class _Counter:
+    """Stands in for a shot's encoder when the shot has its file already: counts its frames."""
+
+    frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.frames += 1
 
 
 class _Cut:
@@ -159,7 +174,8 @@ def _check(shots: Sequence[ShotFiles]) -> tuple[list[int], tuple[int, int]]:
         n = sum(info["frames"] - (j > 0) for j, info in enumerate(infos))
         k_in = shots[i - 1].dissolve if i else 0
         if n < k_in + shot.dissolve:
-            raise ValueError(f"shot {shot.out.stem} has {n} frames: too short for a {k_in}-frame dissolve in "
+            name = shot.out.stem if shot.out else Path(shot.segments[0]).stem
+            raise ValueError(f"shot {name} has {n} frames: too short for a {k_in}-frame dissolve in "
                              f"and a {shot.dissolve}-frame dissolve out")
         lengths.append(n)
     if len(set(sizes.values())) > 1:

@@ -1,5 +1,8 @@
 """The editorial timeline: `DIR/timeline.otio` (OpenTimelineIO), and a CMX3600 EDL where the rate allows.
 
+`OUT/` gets one at the render's rate; each `OUT/deliver/<profile>/` one at the profile's rate
+(24000/1001 for broadcast: the EDL is written in 23.976 non-drop timecode and reads back).
+
 One video track, one clip per delivered shot referencing `shots/<id>.mp4` (relative, so the folder
 can move), with the shot's id, scene, prompt, characters and segments as metadata and a marker at its
 first frame. A dissolve of k frames between two shots is an OTIO transition: the outgoing clip shows
@@ -10,6 +13,7 @@ overlaps `b` frames before the cut and `a` after, so the track plays exactly the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import opentimelineio as otio
@@ -30,13 +34,17 @@ class Cut:
     dissolve: int       # frames dissolving into the next cut (0: a straight cut)
 
 
-def build_timeline(plan: Plan, cuts: list[Cut], root: Path) -> otio.schema.Timeline:
-    rate = float(plan.fps)
+def build_timeline(plan: Plan, cuts: list[Cut], root: Path, fps: Fraction | int | None = None) -> otio.schema.Timeline:
+    """The cut at `fps` (default: the render's) with media paths relative to `root`."""
+    fps = Fraction(fps if fps is not None else plan.fps)
+    rate = float(fps)
     frames = lambda n: otio.opentime.RationalTime(n, rate)   # noqa: E731
     span = lambda start, n: otio.opentime.TimeRange(frames(start), frames(n))   # noqa: E731
     timeline = otio.schema.Timeline(name=plan.title, global_start_time=frames(0))
-    timeline.metadata["sakuga"] = {"model": plan.model, "engine": plan.engine, "fps": plan.fps,
-                                   "width": plan.width, "height": plan.height}
+    width, height = _size(cuts, plan)
+    timeline.metadata["sakuga"] = {"model": plan.model, "engine": plan.engine,
+                                   "fps": int(fps) if fps.denominator == 1 else str(fps),
+                                   "width": width, "height": height}
     track = otio.schema.Track(name="picture", kind=otio.schema.TrackKind.Video)
     timeline.tracks.append(track)
     incoming = 0      # frames the previous dissolve takes from the start of this cut
@@ -63,15 +71,37 @@ def build_timeline(plan: Plan, cuts: list[Cut], root: Path) -> otio.schema.Timel
     return timeline
 
 
-def write_timeline(folder: JobFolder, plan: Plan, cuts: list[Cut]) -> list[str]:
-    """Write `timeline.otio` (and `timeline.edl` at a SMPTE rate); returns notes for the user."""
-    timeline = build_timeline(plan, cuts, folder.root)
-    with atomic_path(folder.timeline) as tmp:
+def edl_rate(fps: Fraction | int) -> bool:
+    """Whether CMX3600 timecode can carry `fps`."""
+    return any(abs(float(fps) - r) < 1e-3 for r in EDL_RATES)
+
+
+def write_timeline(folder: JobFolder, plan: Plan, cuts: list[Cut], fps: Fraction | int | None = None,
+                   root: Path | None = None, edl: bool = True) -> list[str]:
+    """Write `timeline.otio` (and `timeline.edl` at a SMPTE rate) into `root` (default: the job's
+    folder), at `fps` (default: the render's); returns notes for the user."""
+    root = Path(root or folder.root)
+    fps = Fraction(fps if fps is not None else plan.fps)
+    otio_path, edl_path = root / folder.timeline.name, root / folder.edl.name
+    timeline = build_timeline(plan, cuts, root, fps)
+    with atomic_path(otio_path) as tmp:
         otio.adapters.write_to_file(timeline, str(tmp), adapter_name="otio_json")
-    if not any(abs(plan.fps - r) < 1e-3 for r in EDL_RATES):
-        return [f"{folder.edl} not written: a CMX3600 EDL needs a SMPTE timecode rate "
-                f"({', '.join(f'{r:g}' for r in EDL_RATES)} fps) and this cut is {plan.fps} fps; "
+    if not edl:
+        return []
+    if not edl_rate(fps):
+        return [f"{edl_path} not written: a CMX3600 EDL needs a SMPTE timecode rate "
+                f"({', '.join(f'{r:g}' for r in EDL_RATES)} fps) and this cut is {float(fps):g} fps; "
                 "editors can open timeline.otio"]
-    with atomic_path(folder.edl) as tmp:
+    with atomic_path(edl_path) as tmp:
         otio.adapters.write_to_file(timeline, str(tmp), adapter_name="cmx_3600")
     return []
+
+
+def _size(cuts: list[Cut], plan: Plan) -> tuple[int, int]:
+    """The picture size of the cut's files (a delivery's differs from the render's)."""
+    from farm.media.decode import probe
+
+    if cuts and cuts[0].file.is_file():
+        info = probe(cuts[0].file)
+        return info["width"], info["height"]
+    return plan.width, plan.height

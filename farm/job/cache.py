@@ -19,8 +19,8 @@ from pathlib import Path
 from farm.job.publish import (
     TEMP_PREFIX,
     _fsync_dir,
-    atomic_path,
     json_bytes,
+    link_or_copy,
     publish_many,
 )
 
@@ -139,7 +139,7 @@ class SegmentCache:
         for ext, target in dest.items():
             source = entry["files"][ext]
             try:
-                _place(source, Path(target))
+                link_or_copy(source, Path(target))
             except FileNotFoundError:
                 if source.exists():
                     raise
@@ -198,14 +198,3 @@ def _created(folder: Path) -> float:
             return folder.stat().st_mtime
         except OSError:
             return 0.0
-
-
-def _place(source: Path, target: Path) -> None:
-    """Hard-link (same file system) or copy `source` to `target`, atomically."""
-    with atomic_path(target) as tmp:
-        try:
-            os.link(source, tmp)
-        except OSError:   # another file system, or links not supported
-            shutil.copyfile(source, tmp)
-    # rename() between two links to one file does nothing, leaving tmp behind (a repeated link_into)
-    tmp.unlink(missing_ok=True)

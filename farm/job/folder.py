@@ -43,6 +43,19 @@ class JobFolder:
         """`segments/<seg><ext>`; not with_suffix: segment ids contain dots."""
         return self.segments / f"{seg_id}{ext}"
 
+    # delivery stages (upscale, retime: farm/stages/), one clip per shot and profile
+    @property
+    def stages(self) -> Path:
+        return self.root / "stages"
+
+    def stage(self, stage_id: str, ext: str) -> Path:
+        """`stages/<shot>@<profile>.<kind><ext>`."""
+        return self.stages / f"{stage_id}{ext}"
+
+    def delivery(self, profile: str) -> Path:
+        """`deliver/<profile>/`: one delivery profile's episode, masters, shots and timeline."""
+        return self.root / "deliver" / profile
+
     # delivery
     @property
     def shots(self) -> Path:

@@ -1,6 +1,8 @@
 """One render job: a plan, its output folder and its ledger, and the only code that changes its state.
 
-A job knows which of its segments are published (in the ledger, with files that still match their
+A job's work is its segments and, for each `--deliver` profile, its shots' delivery stages
+(`farm/stages/`): both are items with an id, dependencies, a content hash and a cost, handled alike
+below (a stage has one file, a segment two). A job knows which of its items are published (in the ledger, with files that still match their
 recorded hashes), which it can take from the segment cache, and which must be rendered. Every change
 (an attempt starts or ends, a segment is published or given up, the job ends) goes through one method
 here: it is checked against the state machine (`states.py`), written to the ledger before anything
@@ -21,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from farm.scheduling.policy import Task
+from farm.stages.stage import Stage, delivery_plans, plan_stages
 from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Plan, Segment
 
@@ -61,12 +64,16 @@ class Job:
         self.ledger: Ledger | None = None
         self.status = "queued"
         self.cancelling = False
-        self.state: dict[str, SegmentState] = {s.id: SegmentState() for s in self.plan.segments}
+        # the deliveries' stages, planned from the profiles the job names (checked at submission)
+        self.deliveries = delivery_plans(self.plan, self.config.get("profiles") or [], self.config.get("upscaler"))
+        self.stages: tuple[Stage, ...] = plan_stages(self.plan, self.deliveries)
+        self.items: tuple[Segment | Stage, ...] = self.plan.segments + self.stages
+        self.state: dict[str, SegmentState] = {s.id: SegmentState() for s in self.items}
         self.reused = self.kept = 0
         self.notes: list[str] = []           # what delivery could not do, for the user
         self.episode: Path | None = None
         self.error: str | None = None        # why the job stopped short of delivering, if it did
-        self.by_id = {s.id: s for s in self.plan.segments}
+        self.by_id = {s.id: s for s in self.items}
         self.observers: list[JobObserver] = []
         self.lock: FolderLock | None = None
         self._pngs: dict[str, bytes] = {}
@@ -94,17 +101,19 @@ class Job:
         self.lock = FolderLock(self.out).acquire(wait=wait)
         self.ledger = Ledger(self.folder.ledger)   # first: it is what makes the folder sakuga's (refusal)
         self.folder.segments.mkdir(parents=True, exist_ok=True)
-        for folder in (self.out, self.folder.segments, self.folder.shots):   # what a crash mid-publish left
+        if self.stages:
+            self.folder.stages.mkdir(exist_ok=True)
+        for folder in (self.out, self.folder.segments, self.folder.shots, self.folder.stages):   # a crash mid-publish
             remove_stale_temps(folder)
-        publish_json(self.folder.plan, self.plan.to_json())
+        publish_json(self.folder.plan, {**self.plan.to_json(), "stages": [s.to_json() for s in self.stages]})
         self.status = JOB.move(self.status, "running", self.id)
         self.ledger.upsert_job(self.id, source=self.config.get("source", ""), out=str(self.out),
                                priority=self.priority, config=self.config, status="running")
         status = self.ledger.sync_segments(self.id, [
             {"id": s.id, "shot": s.shot, "hash": s.hash, "deps": list(s.deps), "frames": s.frames,
-             "model": s.model, "estimate_s": s.runtime(1)} for s in self.plan.segments])
+             "model": s.model, "estimate_s": s.runtime(1)} for s in self.items])
         rows = {r["id"]: r for r in self.ledger.segments(self.id)}
-        for seg in self.plan.segments:
+        for seg in self.items:
             row = rows[seg.id]
             state = self.state[seg.id]
             state.attempts = row["attempts"]
@@ -120,24 +129,35 @@ class Job:
                 self.note(f"{seg.id}: published file no longer matches its hash; re-rendering it")
             if cache is not None and self._from_cache(seg, cache):
                 self.reused += 1
-        self._tell("opened", status="running", detail=f"{len(self.plan.segments)} segments, "
+        stages = f", {len(self.stages)} stages" if self.stages else ""
+        self._tell("opened", status="running", detail=f"{len(self.plan.segments)} segments{stages}, "
                                                       f"{self.reused + self.kept} reused")
 
-    def _intact(self, seg: Segment, row: dict) -> bool:
+    def files(self, item: Segment | Stage) -> dict[str, Path]:
+        """An item's published files by kind: a segment's clip and last frame, a stage's clip."""
+        if isinstance(item, Stage):
+            return {".mp4": self.folder.stage(item.id, ".mp4")}
+        return {ext: self.folder.segment(item.id, ext) for ext in (".mp4", ".png")}
+
+    def sidecar(self, item: Segment | Stage) -> Path:
+        return self.folder.stage(item.id, ".json") if isinstance(item, Stage) else self.folder.segment(item.id, ".json")
+
+    def _intact(self, seg: Segment | Stage, row: dict) -> bool:
         record = row.get("record") or {}
+        files = self.files(seg)
         try:
-            return (file_sha256(self.folder.segment(seg.id, ".mp4")) == row.get("file_sha256")
-                    and file_sha256(self.folder.segment(seg.id, ".png")) == record.get("png_sha256"))
+            return (file_sha256(files[".mp4"]) == row.get("file_sha256")
+                    and (".png" not in files or file_sha256(files[".png"]) == record.get("png_sha256")))
         except OSError:
             return False
 
-    def _from_cache(self, seg: Segment, cache: SegmentCache) -> bool:
-        entry = cache.link_into(seg.hash, {ext: self.folder.segment(seg.id, ext) for ext in (".mp4", ".png")})
+    def _from_cache(self, seg: Segment | Stage, cache: SegmentCache) -> bool:
+        entry = cache.link_into(seg.hash, self.files(seg))
         if entry is None:
             return False
         fields = {k: v for k, v in entry["record"].items() if k in Published.__dataclass_fields__}
-        published = Published(**{**fields, "png_sha256": entry["sha256"][".png"], "origin": "cache"})
-        publish_json(self.folder.segment(seg.id, ".json"), self._sidecar(seg, published, 0))
+        published = Published(**{**fields, "png_sha256": entry["sha256"].get(".png", ""), "origin": "cache"})
+        publish_json(self.sidecar(seg), self._sidecar(seg, published, 0))
         self.ledger.publish(self.id, seg.id, file_sha256=entry["sha256"][".mp4"], record=asdict(published))
         self.state[seg.id].attempts = 0
         self._settle(seg, published, "cache")
@@ -153,10 +173,28 @@ class Job:
     def task_id(self, seg_id: str) -> str:
         return f"{self.id}/{seg_id}"
 
-    def unfinished(self) -> list[Segment]:
-        return [s for s in self.plan.segments if self.state[s.id].status not in SETTLED]
+    def unfinished(self) -> list[Segment | Stage]:
+        return [s for s in self.items if self.state[s.id].status not in SETTLED]
 
-    def task(self, seg: Segment, degrees: tuple[int, ...] = (1,)) -> Task:
+    @staticmethod
+    def resource(item: Segment | Stage) -> str:
+        """What an item runs on: a GPU worker (segments, upscaling with a net) or a CPU lane."""
+        return item.resource if isinstance(item, Stage) else "gpu"
+
+    def widths(self, item: Segment | Stage) -> tuple[int, ...]:
+        """The gang widths an item may run at: its preset's for a segment; stages run alone."""
+        return (1,) if isinstance(item, Stage) else self.plan.presets[item.model].degrees
+
+    def timeout(self, item: Segment | Stage, estimate: float, loading: bool) -> float:
+        if isinstance(item, Stage):
+            return item.timeout_s
+        return self.plan.presets[item.model].cost.timeout(estimate, loading=loading)
+
+    def stage_inputs(self, stage: Stage) -> list[bytes]:
+        """The clips a stage works on, as published: the shot's segments, or the stage before it."""
+        return [self.files(self.by_id[d])[".mp4"].read_bytes() for d in stage.deps]
+
+    def task(self, seg: Segment | Stage, degrees: tuple[int, ...] = (1,)) -> Task:
         runtime = {d: seg.runtime(d) for d in degrees if d in dict(seg.runtime_s)}
         return Task(self.task_id(seg.id), runtime, tuple(self.task_id(d) for d in seg.deps), self.id,
                     self.priority, 0.0, seg.model)
@@ -210,8 +248,8 @@ class Job:
 
     @property
     def failed_shots(self) -> list[str]:
-        dead = self.dead
-        return [s.id for s in self.plan.shots if any(g in dead for g in s.segments)]
+        dead = {self.by_id[i].shot for i in self.dead}
+        return [s.id for s in self.plan.shots if s.id in dead]
 
     def rows(self) -> dict[str, dict]:
         return {sid: s.row() for sid, s in self.state.items()}
@@ -241,20 +279,24 @@ class Job:
             return False
         return True
 
-    def publish(self, seg: Segment, result: SegmentResult, n: int, *, worker: str, degree: int,
+    def publish(self, seg: Segment | Stage, result: SegmentResult, n: int, *, worker: str, degree: int,
                 cache: SegmentCache | None) -> None:
-        """Write the segment's files, then the ledger (closing attempt `n`), then the cache."""
-        self._pngs[seg.id] = result.last_png
-        published = Published.of(result, worker, degree, bytes_sha256(result.last_png))
-        files = {self.folder.segment(seg.id, ".mp4"): result.mp4, self.folder.segment(seg.id, ".png"): result.last_png,
-                 self.folder.segment(seg.id, ".json"): json_bytes(self._sidecar(seg, published, n))}
+        """Write the item's files, then the ledger (closing attempt `n`), then the cache."""
+        stage = isinstance(seg, Stage)
+        if not stage:
+            self._pngs[seg.id] = result.last_png
+        published = Published.of(result, worker, degree, "" if stage else bytes_sha256(result.last_png))
+        paths = self.files(seg)
+        contents = {".mp4": result.mp4, ".png": result.last_png}
+        files = {path: contents[ext] for ext, path in paths.items()}
+        files[self.sidecar(seg)] = json_bytes(self._sidecar(seg, published, n))
         if result.latents is not None and self.config.get("keep_latents"):
             files[self.folder.segment(seg.id, ".latents.npy")] = _npy(result.latents)
         publish_many(files)
         self.ledger.publish(self.id, seg.id, file_sha256=bytes_sha256(result.mp4), record=asdict(published), attempt=n)
         if cache is not None:
             try:
-                cache.put(seg.hash, {".mp4": result.mp4, ".png": result.last_png}, asdict(published))
+                cache.put(seg.hash, {ext: contents[ext] for ext in paths}, asdict(published))
             except OSError as e:   # a full or read-only cache must not fail a rendered segment
                 self.ledger.event("cache", f"{seg.id}: not cached ({e})", job=self.id)
         self._settle(seg, published, "rendered")
@@ -262,15 +304,17 @@ class Job:
                    busy_s=result.render_s + result.encode_s)
 
     @staticmethod
-    def _sidecar(seg: Segment, published: Published, attempts: int) -> dict:
+    def _sidecar(seg: Segment | Stage, published: Published, attempts: int) -> dict:
+        if isinstance(seg, Stage):
+            return {**seg.to_json(), "attempts": attempts, **asdict(published)}
         return {"segment": seg.id, "shot": seg.shot, "hash": seg.hash, "frames": seg.frames, "seed": seg.seed,
                 "model": seg.model, "attempts": attempts, **asdict(published)}
 
-    def fail(self, seg: Segment, error: str) -> None:
-        """Give up on a segment and everything downstream of it."""
+    def fail(self, seg: Segment | Stage, error: str) -> None:
+        """Give up on an item and everything downstream of it."""
         self._give_up(seg, "failed", error)
         dead = self.dead
-        for other in self.plan.segments:
+        for other in self.items:
             if other.id not in dead and any(d in dead for d in other.deps):
                 self._give_up(other, "skipped", "upstream failed")
                 dead.add(other.id)

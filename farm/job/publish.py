@@ -127,3 +127,15 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link (same file system) or copy `source` to `target`, atomically."""
+    with atomic_path(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:   # another file system, or links not supported
+            shutil.copyfile(source, tmp)
+    # rename() between two links to one file does nothing, leaving tmp behind (a repeated link_into)
+    tmp.unlink(missing_ok=True)
+

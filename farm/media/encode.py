@@ -56,12 +56,13 @@ class Encoder:
     `codec` is a key of CODECS (H.264 in MP4 by default). `target` is a path (written directly) or a
     binary file object (filled on close: faststart has to rewrite the file, which FFmpeg does by
     reopening it by name, so the file is built in a temporary one first). With `audio_rate`, a sound
-    track is added (AAC, or PCM with ProRes): feed it with `write_audio`.
+    track is added (AAC, or PCM with ProRes): feed it with `write_audio`. `fps` may be a fraction
+    (24000/1001): the stream's time base is its inverse, so every frame lasts exactly 1/fps.
     """
 
-    def __init__(self, target: Target, fps: int, width: int, height: int, *, crf: int = 16,
+    def __init__(self, target: Target, fps: int | Fraction, width: int, height: int, *, crf: int = 16,
                  preset: str = "medium", audio_rate: int | None = None, audio_layout: str = AUDIO_LAYOUT,
-                 codec: str = "h264"):
+                 codec: str = "h264", profile: str | None = None):
         if width % 2 or height % 2 or width <= 0 or height <= 0:
             raise ValueError(f"yuv420p needs a positive even width and height, got {width}x{height}")
         spec = CODECS[codec]
@@ -82,6 +83,8 @@ class Encoder:
             self.container = av.open(str(path), "w", format=spec.container,
                                      container_options={"movflags": "+faststart"})
             options = {k: v.format(crf=crf, preset=preset) for k, v in spec.options.items()}
+            if profile is not None and codec == "h264":   # x264's profile (High is its default for 4:2:0)
+                options["profile"] = profile
             self.video = self.container.add_stream(spec.video, rate=fps, options=options)
             ctx = self.video.codec_context
             ctx.width, ctx.height, ctx.pix_fmt = width, height, spec.pix_fmt

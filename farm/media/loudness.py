@@ -210,3 +210,37 @@ def _loudnorm_args(now: Loudness, goal: float, true_peak: float) -> str:
     return (f"i={max(-70.0, goal):.6f}:tp={true_peak:.6f}:lra=50:measured_i={now.integrated:.6f}"
             f":measured_tp={now.true_peak:.6f}:measured_lra={measured_lra:.6f}"
             f":measured_thresh={now.integrated - 10:.6f}:linear=true")
+
+
+class NormalizedSoundtrack:
+    """A sound file cut or padded to exactly `samples` samples and brought to `target`, read like a
+    `Soundtrack` (`read(n)`, `close()`): the measuring passes run over the file when it is made, the
+    final pass streams as the encoder asks for sound, so no soundtrack is ever held whole."""
+
+    def __init__(self, path, samples: int, target: Target, *, rate: int = 48_000):
+        from .sound import Soundtrack
+
+        def blocks() -> Iterator[np.ndarray]:
+            with Soundtrack(path, rate=rate) as sound:     # silence once the file runs out
+                left = samples
+                while left > 0:
+                    n = min(BLOCK, left)
+                    yield sound.read(n)
+                    left -= n
+
+        self.rate, self.channels = rate, 2
+        self.normalization = plan_normalization(blocks, rate, target)
+        self._out = apply(self.normalization, blocks, rate)
+        self._pending = np.zeros((self.channels, 0), np.float32)
+
+    def read(self, n: int) -> np.ndarray:
+        while self._pending.shape[1] < n:
+            block = next(self._out, None)
+            if block is None:      # asked past the length it was made for: silence
+                block = np.zeros((self.channels, n - self._pending.shape[1]), np.float32)
+            self._pending = np.concatenate([self._pending, block], axis=1)
+        out, self._pending = self._pending[:, :n], self._pending[:, n:]
+        return out
+
+    def close(self) -> None:
+        self._out.close()

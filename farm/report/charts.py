@@ -52,8 +52,11 @@ def flicker(cards, threshold: float) -> dict | None:
             "ticks": [{"y": TOP + inner_h * (1 - v / top), "label": f"{v:.2f}"} for v in (0.0, top / 2, top)]}
 
 
-def gantt(attempts: list[dict], shot_order: list[str], shot_of: dict[str, str]) -> dict | None:
-    """GPUs (rows) × time: a bar per attempt; a gang's bar spans the rows of its GPUs."""
+def gantt(attempts: list[dict], shot_order: list[str], shot_of: dict[str, str],
+          stage_of: dict[str, str] | None = None) -> dict | None:
+    """GPUs and CPU lanes (rows) × time: a bar per attempt; a gang's bar spans the rows of its GPUs;
+    `stage_of` names the attempts that are delivery stages (upscale, retime), drawn dashed."""
+    stage_of = stage_of or {}
     timed = [a for a in attempts if a["started"] and a["worker"]]
     if not timed:
         return None
@@ -77,6 +80,7 @@ def gantt(attempts: list[dict], shot_order: list[str], shot_of: dict[str, str]) 
                          "y": TOP + first * row_h + 2, "h": (last - first + 1) * row_h - 4,
                          "colour": colour.get(shot, "#888"), "status": a["status"] or "running",
                          "label": a["segment"], "degree": a["degree"] or len(rows),
+                         "stage": stage_of.get(a["segment"]),
                          "title": f"{a['segment']} attempt {a['n']} on {a['worker']}: {a['status']}, "
                                   f"{end - a['started']:.1f} s" + (f" ({a['error']})" if a["error"] else "")})
     step = _nice(span / 5)

@@ -1,7 +1,10 @@
 """The QC report: `DIR/report.html` (one self-contained file) and `DIR/contact_sheet.png`.
 
 Everything comes from what a render leaves in DIR (plan.json, manifest.parquet, ledger.sqlite and
-shots/*.mp4), so `sakuga report DIR` rebuilds both at any time without rendering. Each shot's video is
+shots/*.mp4, and each delivery's deliver/<profile>/delivery.json), so `sakuga report DIR` rebuilds both
+at any time without rendering. Delivery stages (upscale, retime) get bars of their own in the
+schedule; each delivery profile gets a table: its frames and rate, each shot's flicker before and
+after its stages, the loudness before and after normalisation. Each shot's video is
 decoded once, at thumbnail size, for its stills, its animated preview and its flicker; memory stays a
 few dozen thumbnails whatever the episode's length.
 
@@ -127,7 +130,16 @@ def _load(folder: JobFolder) -> dict:
     for r in rows:
         r["metrics"] = dict(r.get("metrics") or [])
         r.setdefault("origin", None)   # manifests before the column; the ledger's record holds it too
-    return {"plan": plan, "manifest": rows, "job": job, "attempts": attempts}
+        r.setdefault("kind", "segment")
+    deliveries = []
+    for path in sorted(folder.root.glob("deliver/*/delivery.json")):
+        try:
+            deliveries.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass   # a delivery being rewritten, or damaged: the rest of the report stands
+    return {"plan": plan, "manifest": [r for r in rows if r["kind"] == "segment"],
+            "stages": [r for r in rows if r["kind"] != "segment"], "job": job, "attempts": attempts,
+            "deliveries": deliveries}
 
 
 def _card(folder: JobFolder, shot: dict, run: dict) -> ShotCard:
@@ -206,7 +218,8 @@ def _data_uri(image: Image.Image | bytes, kind: str = "jpeg") -> str:
 
 def totals(run: dict) -> dict:
     attempts = [a for a in run["attempts"] if a["started"] and a["ended"]]
-    cost = [((a["ended"] - a["started"]) * (a["degree"] or 1), a["status"]) for a in attempts]   # GPU-seconds
+    on_gpus = [a for a in attempts if not (a["worker"] or "").startswith("cpu")]   # not the CPU lanes' stages
+    cost = [((a["ended"] - a["started"]) * (a["degree"] or 1), a["status"]) for a in on_gpus]   # GPU-seconds
     gpu_s = sum(s for s, _ in cost)
     wasted = sum(s for s, status in cost if status != "done")
     span = (max(a["ended"] for a in attempts) - min(a["started"] for a in attempts)) if attempts else 0.0
@@ -239,7 +252,10 @@ def _render_page(folder: JobFolder, run: dict, cards: list[ShotCard], t: Thresho
         title=plan["title"], plan=plan, job=run["job"], shots=shots, thresholds=t,
         totals=totals(run), flagged=[s for s in shots if s["card"].flags],
         similarity=charts.similarity(cards, t.min_similarity), flicker=charts.flicker(cards, t.max_flicker),
-        gantt=charts.gantt(run["attempts"], [c.id for c in cards], {r["segment"]: r["shot"] for r in run["manifest"]}),
+        gantt=charts.gantt(run["attempts"], [c.id for c in cards],
+                           {r["segment"]: r["shot"] for r in run["manifest"] + run["stages"]},
+                           {r["segment"]: r["kind"] for r in run["stages"]}),
+        deliveries=run["deliveries"], stages=run["stages"],
         episode=folder.episode.is_file(), timeline=folder.timeline.is_file(),
         generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=sakuga_version)
 

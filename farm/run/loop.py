@@ -1,7 +1,9 @@
 """The farm loop: runs jobs' segments on a worker pool as the scheduling policy decides.
 
 Each round it shows the policy what is ready, what is running and which GPUs are free, starts what
-the policy picks, then waits for a result or a deadline. It asks the jobs and tells them what
+the policy picks, then waits for a result or a deadline. A job's work is segments and delivery stages
+(`farm/stages/`); GPU work goes to the pool's workers, CPU stages to the farm's CPU lanes, each
+decided by the same policy over its own resource. It asks the jobs and tells them what
 happened (`start_attempt`, `end_attempt`, `publish`, `fail`, `finish`); the jobs own their state and
 write their ledgers. A worker that dies or hangs past the segment's timeout is replaced and the
 segment retried elsewhere (at most three attempts); an out-of-memory attempt is retried wider or with
@@ -11,6 +13,7 @@ without Ray in tests.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -22,6 +25,7 @@ from farm.job.ledger import LedgerWriteError
 from farm.job.results import SegmentResult
 from farm.report.report import write_report_on_finish
 from farm.scheduling.policy import DEFAULT, Cluster, Policy, Running, View, policy
+from farm.stages.stage import Stage
 from farm.workers.slots import Pool, Slot, WorkerDied, WorkerFailed
 from storyboard.plan import Segment
 
@@ -33,11 +37,17 @@ from .protocols import RunnableJob
 logger = logging.getLogger(__name__)
 
 
+def default_cpu_lanes() -> int:
+    """CPU stages run at once: $SAKUGA_CPU_LANES, else half the cores (the rest decode and publish)."""
+    return int(os.environ.get("SAKUGA_CPU_LANES", 0)) or max(1, (os.cpu_count() or 2) // 2)
+
+
 class FarmLoop:
     def __init__(self, pool: Pool, *, scheduler: Policy | None = None, cache: SegmentCache | None = None,
                  offload: bool = False, deliver: Callable[[RunnableJob], object] = deliver,
-                 observers: tuple[JobObserver, ...] = (write_report_on_finish,)):
+                 observers: tuple[JobObserver, ...] = (write_report_on_finish,), cpu_lanes: int | None = None):
         self.pool = pool
+        self.lanes = [Slot(0, i, "cpu", name=f"cpu{i}", cpu=True) for i in range(cpu_lanes or default_cpu_lanes())]
         self.policy = scheduler or policy(DEFAULT)
         self.cache = cache
         self.deliver = deliver
@@ -132,7 +142,7 @@ class FarmLoop:
 
     def _schedule(self) -> None:
         busy = {(a.job.id, a.seg.id) for a in self.running.values()} | {self.publishing}
-        ready, pending, owner = [], [], {}
+        ready, pending, owner = {"gpu": [], "cpu": []}, {"gpu": [], "cpu": []}, {}
         for job in self.jobs.values():
             if job.cancelling or job.ended:
                 continue
@@ -141,13 +151,20 @@ class FarmLoop:
                     continue
                 task = job.task(seg, self.placement.degrees(job, seg))
                 owner[task.id] = (job, seg)
-                (ready if job.is_ready(seg) else pending).append(task)
+                (ready if job.is_ready(seg) else pending)[job.resource(seg)].append(task)
+        self._schedule_gpus(ready["gpu"], pending["gpu"], owner)
+        self._schedule_lanes(ready["cpu"], pending["cpu"], owner)
+
+    def _running(self, cpu: bool) -> list[Running]:
+        return [Running(a.job.task(a.seg, (a.degree,)), a.slots[0].node, tuple(s.gpu for s in a.pending.values()),
+                        a.started - self.epoch, a.started - self.epoch + a.estimate)
+                for a in self._attempts() if a.slots[0].cpu == cpu]
+
+    def _schedule_gpus(self, ready: list, pending: list, owner: dict) -> None:
         if not ready or not any(not s.busy for s in self.pool.slots):
             return
-        running = [Running(a.job.task(a.seg, (a.degree,)), a.slots[0].node, tuple(s.gpu for s in a.pending.values()),
-                           a.started - self.epoch, a.started - self.epoch + a.estimate) for a in self._attempts()]
         view = View(time.time() - self.epoch, Cluster(tuple(self.pool.nodes)), self.pool.free(), ready, pending,
-                    running, self.pool.resident())
+                    self._running(cpu=False), self.pool.resident())
         taken: set[tuple[int, int]] = set()
         for start in self.policy.decide(view):
             job, seg = owner[start.task]
@@ -156,6 +173,20 @@ class FarmLoop:
                 taken.update(s.key for s in slots)
                 with self._isolated():
                     self._dispatch(job, seg, slots)
+
+    def _schedule_lanes(self, ready: list, pending: list, owner: dict) -> None:
+        """The same policy, over the CPU lanes seen as one node of `len(lanes)` slots."""
+        free = [lane.gpu for lane in self.lanes if not lane.busy]
+        if not ready or not free:
+            return
+        view = View(time.time() - self.epoch, Cluster((len(self.lanes),)), {0: free}, ready, pending,
+                    self._running(cpu=True), {})
+        for start in self.policy.decide(view):
+            job, seg = owner[start.task]
+            lane = self.lanes[start.gpus[0]]
+            if not lane.busy and not job.ended:
+                with self._isolated():
+                    self._dispatch(job, seg, [lane])
 
     def _slots_for(self, job: RunnableJob, seg: Segment, start, taken: set) -> list[Slot]:
         if start.degree > 1:
@@ -166,7 +197,10 @@ class FarmLoop:
             job.fail(seg, "every worker failed this job twice")
         return [slot] if slot else []
 
-    def _dispatch(self, job: RunnableJob, seg: Segment, slots: list[Slot]) -> None:
+    def _dispatch(self, job: RunnableJob, seg: Segment | Stage, slots: list[Slot]) -> None:
+        if isinstance(seg, Stage):
+            self._dispatch_stage(job, seg, slots[0])
+            return
         try:
             images = job.images_for(seg)
         except (OSError, KeyError) as e:   # an input vanished since planning: no attempt can succeed
@@ -185,7 +219,7 @@ class FarmLoop:
         offload = self.placement.offload(job, seg)
         a = Attempt(job, seg, [s for s, _ in members], 0, 0.0, 0.0, seg.runtime(len(slots)))
         a.n = job.start_attempt(seg, worker=a.worker, node=slots[0].node_id, degree=a.degree, offload=offload)
-        timeout = preset.cost.timeout(a.estimate, loading=any(seg.model not in s.resident for s in slots))
+        timeout = job.timeout(seg, a.estimate, loading=any(seg.model not in s.resident for s in slots))
         bank = self.banks.get((job.id, seg.model))
         keep = bool(job.config.get("keep_latents"))
         for slot, spec in members:
@@ -195,6 +229,21 @@ class FarmLoop:
             self.running[call] = a
         a.started = time.time()
         a.deadline = a.started + timeout
+
+    def _dispatch_stage(self, job: RunnableJob, stage: Stage, slot: Slot) -> None:
+        try:
+            inputs = self.pool.share(job.stage_inputs(stage))
+        except OSError as e:   # a published clip vanished since: no attempt can succeed
+            job.fail(stage, f"cannot read input: {e}")
+            return
+        a = Attempt(job, stage, [slot], 0, 0.0, 0.0, stage.runtime(1))
+        a.n = job.start_attempt(stage, worker=a.worker, node=slot.node_id, degree=1, offload=False)
+        call = self.pool.stage(None if slot.cpu else slot, stage, inputs)
+        slot.busy = True
+        a.pending[call] = slot
+        self.running[call] = a
+        a.started = time.time()
+        a.deadline = a.started + job.timeout(stage, a.estimate, loading=stage.model not in slot.resident)
 
     def _collect(self, max_wait: float) -> None:
         if not self.running:
@@ -239,7 +288,7 @@ class FarmLoop:
     def _orphans(self) -> None:
         """Attempts on slots the pool let go of (their node left): retried elsewhere, not counted."""
         for a in self._attempts():
-            if any(s not in self.pool.slots for s in a.slots):
+            if any(not s.cpu and s not in self.pool.slots for s in a.slots):
                 self._stop(a, f"{a.seg.id}: its node left", replace=True)
                 with self._isolated():
                     self._failed(a, "node-lost", f"{a.worker}: the node left the cluster")
@@ -272,11 +321,15 @@ class FarmLoop:
         """End attempt `a`'s calls still running (and `also`, the member whose call just failed): their
         workers are replaced, or only freed when nothing can be left half-way (a lone worker's error)."""
         slots = list(a.pending.values()) + ([also] if also else [])
-        for call in a.pending:
+        for call, slot in a.pending.items():
             self.running.pop(call, None)
+            if slot.cpu:    # a CPU lane has no worker to replace: its call is cancelled, the lane freed
+                self.pool.cancel(call)
         a.pending.clear()
         for slot in slots:
-            if replace:
+            if slot.cpu:
+                slot.busy = False
+            elif replace:
                 self.pool.replace(slot, why)
             else:
                 slot.busy = False

@@ -18,7 +18,7 @@ class Placement:
         """The gang widths the policy may give a segment: the preset's that fit a node; after running
         out of memory, only wider ones (the activations split further), if there are any."""
         widest = max(self.pool.nodes)
-        allowed = tuple(d for d in job.plan.presets[seg.model].degrees if d <= widest) or (1,)
+        allowed = tuple(d for d in job.widths(seg) if d <= widest) or (1,)
         ran_out = self.oom.get((job.id, seg.id))
         wider = tuple(d for d in allowed if ran_out is not None and d > ran_out)
         return wider or allowed

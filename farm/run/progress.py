@@ -27,11 +27,12 @@ class JobProgress:
             TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[state]:<26}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
             console=Console(stderr=True), disable=not enabled, transient=False)
-        self.overall = self.progress.add_task(f"[bold]{plan.title[:26]}", total=sum(s.frames for s in plan.segments),
+        self.overall = self.progress.add_task(f"[bold]{plan.title[:26]}", total=sum(s.frames for s in job.items),
                                               state="", eta="")
-        self.shots = {s.id: self.progress.add_task(f"  {s.id[:26]}", total=len(s.segments), state="queued", eta="")
-                      for s in plan.shots}
-        self.segments_of = {s.id: s.segments for s in plan.shots}
+        # a shot's work: its segments, then its delivery stages (upscale, retime) if any
+        self.segments_of = {s.id: [i.id for i in job.items if i.shot == s.id] for s in plan.shots}
+        self.shots = {s.id: self.progress.add_task(f"  {s.id[:26]}", total=len(self.segments_of[s.id]),
+                                                   state="queued", eta="") for s in plan.shots}
         if enabled:
             self.progress.start()
 
@@ -45,7 +46,7 @@ class JobProgress:
     def _refresh(self, shots: list[str] | None = None) -> None:
         if self.progress.disable and not self.log:
             return
-        done = sum(s.frames for s in self.job.plan.segments if s.id in self.job.done)
+        done = sum(s.frames for s in self.job.items if s.id in self.job.done)
         self.progress.update(self.overall, completed=done, eta=f"ETA {clock(self.eta())}")
         for shot in shots if shots is not None else list(self.segments_of):
             finished = sum(g in self.job.done for g in self.segments_of[shot])
@@ -73,11 +74,12 @@ class JobProgress:
 
     def _opened(self) -> None:
         for shot in self.job.plan.shots:
-            if all(g in self.job.done for g in shot.segments):
+            if all(g in self.job.done for g in self.segments_of[shot.id]):
                 self.progress.update(self.shots[shot.id], state="done")
         self._refresh()
         reused = self.job.reused + self.job.kept
-        self._line(f"opened: {len(self.job.plan.segments)} segments, {reused} reused, ETA {clock(self.eta())}")
+        stages = f", {len(self.job.stages)} stages" if self.job.stages else ""
+        self._line(f"opened: {len(self.job.plan.segments)} segments{stages}, {reused} reused, ETA {clock(self.eta())}")
 
     def _started(self, seg: Segment, worker: str) -> None:
         members = worker.split("+")
@@ -91,7 +93,7 @@ class JobProgress:
         self._refresh([seg.shot])
         count = len(self.job.done)
         if self.log:
-            self._line(f"{seg.id}: done ({count}/{len(self.job.plan.segments)} segments, ETA {clock(self.eta())})")
+            self._line(f"{seg.id}: done ({count}/{len(self.job.items)}, ETA {clock(self.eta())})")
 
     def _retrying(self, seg: Segment, why: str | None) -> None:
         self.progress.update(self.shots[seg.shot], state=f"[yellow]retry ({why})")

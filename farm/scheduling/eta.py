@@ -27,5 +27,5 @@ def eta_of(job, gpus: int) -> float:
     rendered = [(sid, s.published) for sid, s in job.state.items() if s.origin == "rendered" and s.published]
     estimated = sum(job.by_id[sid].runtime(p.degree) for sid, p in rendered)
     actual = sum(p.render_s + p.encode_s for _, p in rendered)
-    items = [(s.id, s.deps, s.runtime(1)) for s in job.plan.segments]
+    items = [(s.id, s.deps, s.runtime(1)) for s in job.items]
     return eta_s(items, job.done | job.dead, gpus, actual / estimated if estimated else 1.0)

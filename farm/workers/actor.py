@@ -1,7 +1,9 @@
 """The GPU worker actor: one per GPU, keeps its engines loaded across segments (`engines.py`).
 
 A worker gets a segment plus the bytes of its input pictures and returns a `SegmentResult`: the
-encoded segment and its last frame (lossless PNG, for continuity). It never touches the output
+encoded segment and its last frame (lossless PNG, for continuity). It also runs the delivery stages
+that need a GPU (upscaling with a net, `farm/stages/work.py`), keeping the nets loaded; CPU stages
+run as plain Ray tasks (`cpu_stage`). It never touches the output
 folder: the driver publishes, so workers need no shared filesystem with the driver.
 """
 from __future__ import annotations
@@ -21,6 +23,8 @@ from engine.registry import check, create
 from farm.job.results import SegmentResult, ShareDone
 from farm.media.decode import read_png
 from farm.media.encode import encode_mp4_bytes, png_bytes
+from farm.stages.stage import Stage
+from farm.stages.work import Upscalers, run_stage
 from farm.workers.gang import GangSpec, Membership, agreed, free_address
 from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Segment
@@ -45,6 +49,7 @@ class SegmentWorker:
             torch.set_num_threads(threads)
         self.engines = EngineCache(memory_budget_gb(), lambda p, mode: create(p, residency=mode))
         self.membership = Membership()
+        self.upscalers = Upscalers()
 
     def address(self) -> tuple[str, int]:
         """Where a gang this worker is rank 0 of meets."""
@@ -108,6 +113,15 @@ class SegmentWorker:
         return SegmentResult(mp4, png_bytes(rendered.last_frame), metrics, started, rendered_at - started,
                              time.time() - rendered_at, self.name, node, resident, latents)
 
+    def stage(self, stage: Stage, inputs: list[bytes]) -> SegmentResult:
+        """Run a delivery stage here (a GPU one: the net stays loaded for the next shot)."""
+        try:
+            return run_stage(stage, inputs, self.upscalers, self.name, ray.get_runtime_context().get_node_id())
+        except oom_errors() as e:
+            gc.collect()
+            release_accelerator_memory()
+            raise OutOfMemory(str(e).splitlines()[0] if str(e) else "out of memory") from None
+
     def _residency(self, preset: Preset, segment: Segment, ranks: int, offload: bool) -> Residency:
         """How to hold `preset` for this segment on this GPU (the memory plan); a gang's members must
         agree, or their collectives would not match: they compare before loading anything."""
@@ -141,3 +155,10 @@ class SegmentWorker:
         enable(transformer, Layout(ulysses, ring, uneven), backend)
         out = forward(transformer, inputs)
         return out.numpy() if gang.rank == 0 else None
+
+
+@ray.remote(num_cpus=1, max_retries=0)
+def cpu_stage(stage: Stage, inputs: list[bytes]) -> SegmentResult:
+    """A CPU stage (retime, a resize without a net) as a Ray task on any node's CPU: the farm loop
+    retries it itself, like a segment, so Ray does not."""
+    return run_stage(stage, inputs, Upscalers(), "cpu", ray.get_runtime_context().get_node_id())

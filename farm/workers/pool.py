@@ -23,7 +23,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from engine.bank import CharacterBank
 from farm.job.results import SegmentResult, ShareDone
 
-from .actor import SegmentWorker
+from .actor import SegmentWorker, cpu_stage
 from .engines import OutOfMemory
 from .gang import GangSpec, specs
 from .slots import Slot, WorkerDied, WorkerFailed
@@ -192,6 +192,18 @@ class WorkerPool:
     def render(self, slot: Slot, preset, seg, images, bank, offload: bool, gang: GangSpec | None,
                keep_latents: bool = False) -> ray.ObjectRef:
         return slot.actor.render.remote(preset, seg, images, bank, offload, gang, keep_latents)
+
+    def stage(self, slot: Slot | None, stage, inputs) -> ray.ObjectRef:
+        """A delivery stage on `slot`'s worker, or (None) as a CPU task anywhere in the cluster."""
+        if slot is None:
+            return cpu_stage.remote(stage, inputs)
+        return slot.actor.stage.remote(stage, inputs)
+
+    def cancel(self, call: ray.ObjectRef) -> None:
+        try:
+            ray.cancel(call, force=True)
+        except Exception:   # noqa: BLE001 - finished or gone meanwhile
+            pass
 
     def wait(self, calls: Sequence[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
         done, _ = ray.wait(list(calls), num_returns=1, timeout=timeout)

@@ -1,4 +1,4 @@
-"""What the farm loop needs of a worker pool, without Ray: the `Slot` (one GPU), the `Pool` protocol
+"""What the farm loop needs of a worker pool, without Ray: the `Slot` (one GPU, or a CPU lane), the `Pool` protocol
 and the two ways a worker call fails. `pool.py` implements it on Ray actors; tests implement it in
 plain Python to drive the loop without a cluster."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from engine.bank import CharacterBank
 from farm.job.results import SegmentResult, ShareDone
+from farm.stages.stage import Stage
 from storyboard.plan import Segment
 from storyboard.presets import Preset
 
@@ -29,6 +30,7 @@ class Slot:
     starts: int = 0
     resident: set[str] = field(default_factory=set)
     failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))   # job → failures
+    cpu: bool = False                  # a CPU lane of the farm (CPU stages), not a GPU worker
 
     @property
     def key(self) -> tuple[int, int]:
@@ -71,6 +73,8 @@ class Pool(Protocol):
     def share(self, value: Any) -> Any: ...   # one copy for many calls (the object store)
     def render(self, slot: Slot, preset: Preset, seg: Segment, images: Any, bank: Any, offload: bool,
                gang: GangSpec | None, keep_latents: bool) -> Call: ...
+    def stage(self, slot: Slot | None, stage: Stage, inputs: Any) -> Call: ...   # None: on a CPU lane
+    def cancel(self, call: Call) -> None: ...   # a CPU lane's call past its deadline
     def wait(self, calls: Sequence[Call], timeout: float) -> list[Call]: ...
     def result(self, call: Call) -> SegmentResult | ShareDone: ...   # WorkerDied / WorkerFailed
     def encode_bank(self, preset: Preset, wanted: list[tuple[str, str, bytes]],

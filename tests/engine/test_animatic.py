@@ -351,3 +351,10 @@ def test_fit_cover_accepts_greyscale_and_alpha_pictures():
 def test_cover_box_is_the_centred_region_with_the_frame_aspect():
     assert cover_box(300, 100, 90, 90) == pytest.approx((100, 0, 200, 100))
     assert cover_box(100, 300, 160, 48) == pytest.approx((0, 135, 100, 165))
+
+
+def test_fit_cover_of_an_almost_matching_aspect_stays_inside_the_picture():
+    # 832x480 into 480x272: the sides' crop is 0 up to float rounding (it came out as -5.7e-14)
+    box = cover_box(832, 480, 480, 272)
+    assert box[0] >= 0 and box[2] <= 832 and box[1] > 0 and box[3] < 480
+    assert fit_cover(np.zeros((480, 832, 3), np.uint8), 480, 272).shape == (272, 480, 3)

@@ -9,6 +9,7 @@ import pytest
 
 from farm.job.results import SegmentResult, ShareDone
 from farm.media.encode import encode_mp4_bytes, png_bytes
+from farm.stages.work import Upscalers, run_stage
 from farm.workers.gang import specs
 from farm.workers.slots import Slot, WorkerDied, WorkerFailed
 
@@ -52,11 +53,13 @@ class FakeCall:
     seg: object
     rank: int
     offload: bool
+    inputs: object = None       # a stage's input clips
 
 
 class FakePool:
     """Slots on `nodes`; each render call answers at once as `script[segment id]` says for that try:
-    "ok", "die" (the worker process is gone), "error", "oom"."""
+    "ok", "die" (the worker process is gone), "error", "oom". Stages (on a slot, or None: a CPU lane)
+    really run, in this process, when "ok"."""
 
     def __init__(self, nodes: list[int], script: dict[str, list[str]] | None = None):
         self.nodes = nodes
@@ -67,6 +70,7 @@ class FakePool:
         self.calls: list[FakeCall] = []
         self.shut = False
         self.tags = itertools.count()
+        self.upscalers = Upscalers()
 
     def free(self):
         free = {n: [] for n in range(len(self.nodes))}
@@ -102,6 +106,14 @@ class FakePool:
         self.calls.append(call)
         return call
 
+    def stage(self, slot, stage, inputs):
+        call = FakeCall(slot or Slot(0, 0, "cpu", name="cpu", cpu=True), stage, 0, False, inputs)
+        self.calls.append(call)
+        return call
+
+    def cancel(self, call):
+        pass
+
     def wait(self, calls, timeout):
         return list(calls)[:1]
 
@@ -116,6 +128,8 @@ class FakePool:
             raise WorkerFailed(f"{what} on {call.slot.name}", out_of_memory=what == "oom")
         if call.rank:
             return ShareDone(0.0, 0.01, call.slot.name, call.slot.node_id)
+        if call.inputs is not None:
+            return run_stage(call.seg, call.inputs, self.upscalers, call.slot.name, call.slot.node_id)
         seg = call.seg
         frames = np.full((seg.frames, seg.height, seg.width, 3), 40 + 10 * seg.index, np.uint8)
         return SegmentResult(encode_mp4_bytes(frames, seg.fps, seg.width, seg.height, preset="ultrafast"),
