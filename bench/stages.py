@@ -12,6 +12,11 @@
 - **memory**: each stage streams a clip of N and of 4N frames in a process of its own; the peak
   resident set above the process after imports should not grow with N.
 - **loudness**: measure + two-pass normalisation of 30 s of stereo, linear and limited.
+- **tasks**: the stages as the farm runs them (`farm/stages/work.py::run_stage`: decode the shot,
+  process, encode with x264): measured seconds against `farm/stages/cost.py`'s estimate, and the
+  decode+encode constant `CODEC_S` fitted from the `hold` retime (whose own work is nothing).
+
+`--part tasks` (repeatable) runs only some parts and merges them into the existing JSON.
 
 The machine's load average is recorded: on a shared machine wall times are inflated, so fit the
 cost models on an idle one (CPU seconds are given beside the wall times).
@@ -189,6 +194,47 @@ def bench_loudness() -> dict:
     return out
 
 
+def bench_tasks() -> dict:
+    """The farm's stage code end to end, against the cost model it is scheduled by."""
+    from engine.upscale.presets import load_upscaler
+    from farm.media.encode import encode_mp4_bytes
+    from farm.media.retime import retimed_frames
+    from farm.stages import cost
+    from farm.stages.stage import Stage
+    from farm.stages.work import Upscalers, run_stage
+
+    out, upscalers = {}, Upscalers()
+    sr = load_upscaler("sr-tiny")
+    cases = [("upscale sr-tiny 832x480 -> 1920x1080", 6, (832, 480), Fraction(16), "upscale", None),
+             ("retime hold 1080p", 16, (1920, 1080), NTSC_FILM, "retime", "hold"),
+             ("retime blend 1080p", 16, (1920, 1080), NTSC_FILM, "retime", "blend")]
+    for name, n, (w, h), dst, kind, method in cases:
+        source = encode_mp4_bytes(clip(n, w, h), 16, w, h, crf=12, preset="veryfast")
+        if kind == "upscale":
+            crop = (0, 6, 832, 474)
+            frames_out, size = n, (1920, 1080)
+            estimate = cost.upscale_s(sr, n, (832, 468), size)
+        else:
+            crop, frames_out, size = None, retimed_frames(n, 16, dst), (w, h)
+            estimate = cost.retime_s(method, frames_out, size)
+        stage = Stage(name, "s", kind, "bench", ("s.0",), ("h",), "cpu", kind, n, frames_out, *size, Fraction(16), dst,
+                      crop=crop, upscaler=sr if kind == "upscale" else None, method=method, runtime_s=((1, estimate),))
+        start, cpu = time.perf_counter(), time.process_time()
+        run_stage(stage, [source], upscalers)
+        wall = time.perf_counter() - start
+        mpf = frames_out * size[0] * size[1] / 1e6
+        out[name] = {"frames_in": n, "frames_out": frames_out, "wall_s": round(wall, 3),
+                     "cpu_s": round(time.process_time() - cpu, 3), "estimate_s": round(estimate, 3),
+                     "measured_over_estimate": round(wall / estimate, 2), "output_mpixel_frames": round(mpf, 2)}
+    hold = out["retime hold 1080p"]
+    out["fitted_codec_s_per_output_mpixel_frame"] = round(max(0.0, hold["wall_s"] - cost.OVERHEAD_S)
+                                                          / hold["output_mpixel_frames"], 4)
+    return out
+
+
+PARTS = ("upscale", "retime", "memory", "loudness", "tasks")
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         print(json.dumps(child(sys.argv[2], int(sys.argv[3]))))
@@ -196,15 +242,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "stages.json"))
+    parser.add_argument("--part", action="append", choices=sorted(PARTS), help="only these parts (merged into --out)")
     args = parser.parse_args()
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                          "device": device, "load_average": os.getloadavg()[0]},
-              "upscale": bench_upscale(device), "retime": bench_retime(), "memory": bench_memory(),
-              "loudness": bench_loudness()}
+    runs = {"upscale": lambda: bench_upscale(device), "retime": bench_retime, "memory": bench_memory,
+            "loudness": bench_loudness, "tasks": bench_tasks}
+    parts = args.part or list(runs)
+    result = json.loads(Path(args.out).read_text()) if args.part and Path(args.out).is_file() else {}
+    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                         "device": device, "load_average": os.getloadavg()[0]}
+    for part in parts:
+        result[part] = runs[part]()
     result["wall_s"] = round(time.perf_counter() - started, 1)
     report(result)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -236,6 +287,12 @@ def report(r: dict) -> None:
     for name, row in r["loudness"].items():
         print(f"loudness {name}: {row['wall_s']} s for {row['seconds_of_sound']} s ({row['x_realtime']}x realtime), "
               f"limiter passes {row['limiter_passes']}, {row['before']} -> {row['after']}")
+    for name, row in r.get("tasks", {}).items():
+        if isinstance(row, dict):
+            print(f"task {name}: {row['frames_in']} -> {row['frames_out']} frames, {row['wall_s']} s wall "
+                  f"(cost model {row['estimate_s']} s: x{row['measured_over_estimate']})")
+    if "tasks" in r:
+        print(f"  fitted decode+encode: {r['tasks']['fitted_codec_s_per_output_mpixel_frame']} s per output megapixel-frame")
     print(f"total {r['wall_s']} s")
 
 

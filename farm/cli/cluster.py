@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from farm.delivery.options import check_delivery, delivery
 from storyboard.errors import InputError
 
 from .options import (
@@ -19,8 +20,6 @@ from .options import (
     Priority,
     Speed,
     Upscaler,
-    check_delivery,
-    delivery,
     load,
     model_name,
     priority,

@@ -27,9 +27,6 @@ Speed = Annotated[list[str] | None, typer.Option("--speed", help="A speed option
                                                                  "cache=fbc:0.05, compile=on, vae_tiling=off (docs/models.md).")]
 
 
-MASTERS = ("prores", "png")     # the render's own masters, beside OUT/episode.mp4
-
-
 Deliver = Annotated[list[str] | None, typer.Option(
     "--deliver", help="A delivery profile (configs/delivery/: broadcast-1080p2398, streaming-1080p24, "
                       "sns-vertical-1080x1920, web-720p16), written to OUT/deliver/PROFILE/; or a master beside "
@@ -38,40 +35,6 @@ Deliver = Annotated[list[str] | None, typer.Option(
 Upscaler = Annotated[str | None, typer.Option(
     "--upscaler", help="Upscaler preset (configs/upscalers/: sr-tiny, realesr-animevideov3, ...) for every "
                        "--deliver profile, overriding the profiles' own.")]
-
-
-def masters(deliver: list[str] | None) -> list[str]:
-    """The `--deliver` values that are masters of the render's own cut (prores, png)."""
-    return sorted({m for m in deliver or [] if m in MASTERS})
-
-
-def delivery(deliver: list[str] | None, upscaler: str | None) -> dict:
-    """`--deliver` and `--upscaler` as a job's config: the masters, the profiles, the upscaler."""
-    profiles = list(dict.fromkeys(d for d in deliver or [] if d not in MASTERS))
-    if upscaler is not None and not profiles:
-        raise InputError.single("--upscaler", "--upscaler is for --deliver profiles, and none was given")
-    return {"deliver": masters(deliver), "profiles": profiles, "upscaler": upscaler}
-
-
-def check_delivery(plan, config: dict, weights: bool = True) -> None:
-    """Each profile of a job's config checked against its render, and (`weights`: the upscalers load
-    on this machine) the upscalers' checkpoints: InputError (exit 2) for an unknown profile, a size the
-    upscaler cannot reach, a rate the EDL cannot carry, a missing checkpoint."""
-    if not config.get("profiles"):
-        return
-    from engine.upscale.presets import check_weights
-    from farm.stages.stage import delivery_plans
-
-    from storyboard.errors import Problem
-
-    try:
-        plans = delivery_plans(plan, config["profiles"], config.get("upscaler"))
-    except InputError as e:   # --deliver also takes the render's masters: say so beside the known profiles
-        raise InputError([Problem(p.file, p.line, p.col, p.message + f"; or a master: {', '.join(MASTERS)}")
-                          if p.message.startswith("unknown delivery profile") else p for p in e.problems]) from None
-    for d in plans:
-        if weights and d.upscaler is not None:
-            check_weights(d.upscaler)
 
 
 def model_name(model: str | None, engine: str | None) -> str | None:

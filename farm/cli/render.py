@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from farm.delivery.options import check_delivery, delivery
 from farm.job.folder import JobFolder
 from storyboard.errors import InputError
 
@@ -26,8 +27,6 @@ from .options import (
     Speed,
     Upscaler,
     Wait,
-    check_delivery,
-    delivery,
     load,
     model_name,
     priority,
@@ -204,16 +203,21 @@ def batch(
             typer.echo(send(f, p, address=address, priority=level, out=cluster_out(str(out / f.stem)), model=preset,
                             deliver=deliver or [], upscaler=upscaler, insecure=insecure, speed=speed or []))
         return
+    configs = [{"source": str(f.resolve()), "engine": preset, "gpus": gpus, **delivered, "speed": speed or []}
+               for f in files]
+    _local_batch(files, plans, configs, out, level, gpus, quiet, None if no_cache else cache or "default")
+
+
+def _local_batch(files: list[Path], plans: list, configs: list[dict], out: Path, level: int, gpus: int,
+                 quiet: bool, cache) -> None:
+    """Render a batch here, together on one pool; exits 1 if any render lost shots."""
     from farm.api.embedded import render_jobs
     from farm.api.protocol import JobRequest
     from farm.job.job import Job
 
-    requests = [JobRequest(p, out / f.stem, level, {"source": str(f.resolve()), "engine": preset, "gpus": gpus,
-                                                    **delivered, "speed": speed or []},
-                           None, Job.new_id(f.stem))
-                for f, p in zip(files, plans)]
-    outcomes = render_jobs(requests, gpus=gpus, show_progress=not quiet,
-                           cache=_cache(None if no_cache else cache or "default"))
+    requests = [JobRequest(p, out / f.stem, level, config, None, Job.new_id(f.stem))
+                for f, p, config in zip(files, plans, configs)]
+    outcomes = render_jobs(requests, gpus=gpus, show_progress=not quiet, cache=_cache(cache))
     failed = [o for o in outcomes if not o.ok]
     for o in outcomes:
         typer.echo(str(o.episode.resolve()) if o.episode else f"{o.out}: nothing delivered"

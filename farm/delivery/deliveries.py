@@ -34,25 +34,11 @@ logger = logging.getLogger(__name__)
 
 def deliver_profile(job, d: DeliveryPlan, kept: list[ShotPlan]) -> dict:
     """Write one profile's delivery from the shots that rendered; returns what `delivery.json` says."""
-    plan, profile = job.plan, d.profile
+    plan, profile, fps = job.plan, d.profile, d.profile.fps
     root = job.folder.delivery(profile.name)
-    (root / "shots").mkdir(parents=True, exist_ok=True)
-    files, rows = [], []
-    for i, shot in enumerate(kept):
-        adjacent = i + 1 < len(kept) and plan.shots.index(kept[i + 1]) == plan.shots.index(shot) + 1
-        dissolve = d.frames(shot.crossfade_frames) if adjacent else 0
-        out = root / "shots" / f"{shot.id}.mp4"
-        stage = last_stage(job.stages, shot.id, profile.name)
-        if stage is None:      # the render is this profile's picture already
-            files.append(ShotFiles([job.folder.segment(g, ".mp4") for g in shot.segments], out, dissolve))
-        else:
-            link_or_copy(job.folder.stage(stage.id, ".mp4"), out)
-            files.append(ShotFiles([out], None, dissolve))
-        rows.append({"shot": shot.id, "dissolve": dissolve, **_flicker(job, shot, profile.name)})
+    files, rows = _shot_files(job, d, kept, root)
     episode = root / "episode.mp4"
-    fps = profile.fps
-    lengths = [_frames(job, shot, d) for shot in kept]
-    frames = sum(lengths) - sum(f.dissolve for f in files)
+    frames = sum(_frames(job, shot, d) for shot in kept) - sum(f.dissolve for f in files)
     samples = retimed_samples(frames, fps, AUDIO_RATE)
     sound, loudness = _sound(plan.audio, samples, profile.loudness)
     try:
@@ -67,17 +53,9 @@ def deliver_profile(job, d: DeliveryPlan, kept: list[ShotPlan]) -> dict:
     if profile.timeline.otio:
         cuts = [Cut(shot, root / "shots" / f"{shot.id}.mp4", n, f.dissolve) for shot, f, n in zip(kept, files, written)]
         notes = write_timeline(job.folder, plan, cuts, fps=fps, root=root, edl=profile.timeline.edl)
-    if loudness is not None and plan.audio:
-        loudness["after"] = _measure_file(episode, samples).as_dict()
-        t = profile.loudness
-        after = loudness["after"]
-        loudness["on_target"] = (after["integrated"] is not None
-                                 and abs(after["integrated"] - t.integrated) <= t.tolerance
-                                 and (after["true_peak"] is None or after["true_peak"] <= t.true_peak + 0.1))
-        if not loudness["on_target"]:
-            notes.append(f"{profile.name}: the sound is at {after['integrated']} LUFS, {after['true_peak']} dBTP; "
-                         f"the profile asks {t.integrated} ± {t.tolerance} LUFS under {t.true_peak} dBTP")
-    elif profile.loudness is not None:
+    if loudness is not None:
+        notes += _measured(loudness, episode, samples, profile)
+    elif profile.loudness is not None and not plan.audio:
         notes.append(f"{profile.name}: the storyboard has no `audio`, so the delivery is silent "
                      "and its loudness target does not apply")
     summary = {
@@ -94,6 +72,40 @@ def deliver_profile(job, d: DeliveryPlan, kept: list[ShotPlan]) -> dict:
         job.note(note, kind="delivery")
     logger.info("%s: %d frames at %s fps into %s", profile.name, frames, _rate(fps), root)
     return summary
+
+
+def _shot_files(job, d: DeliveryPlan, kept: list[ShotPlan], root: Path) -> tuple[list[ShotFiles], list[dict]]:
+    """Each kept shot's clip in this delivery (the last stage's, linked into shots/; or its segments,
+    stitched there) with its dissolve at the delivery's rate, and its row of `delivery.json`."""
+    plan = job.plan
+    (root / "shots").mkdir(parents=True, exist_ok=True)
+    files, rows = [], []
+    for i, shot in enumerate(kept):
+        # a dissolve only joins two shots that both rendered and follow each other
+        adjacent = i + 1 < len(kept) and plan.shots.index(kept[i + 1]) == plan.shots.index(shot) + 1
+        dissolve = d.frames(shot.crossfade_frames) if adjacent else 0
+        out = root / "shots" / f"{shot.id}.mp4"
+        stage = last_stage(job.stages, shot.id, d.profile.name)
+        if stage is None:      # the render is this profile's picture already
+            files.append(ShotFiles([job.folder.segment(g, ".mp4") for g in shot.segments], out, dissolve))
+        else:
+            link_or_copy(job.folder.stage(stage.id, ".mp4"), out)
+            files.append(ShotFiles([out], None, dissolve))
+        rows.append({"shot": shot.id, "dissolve": dissolve, **_flicker(job, shot, d.profile.name)})
+    return files, rows
+
+
+def _measured(loudness: dict, episode: Path, samples: int, profile) -> list[str]:
+    """The delivered file's loudness into `loudness`; a note when it is off the profile's target."""
+    after = loudness["after"] = _measure_file(episode, samples).as_dict()
+    t = profile.loudness
+    # 0.1 dB over the ceiling: what two measurements of one true peak (4x oversampling) may differ by
+    loudness["on_target"] = (after["integrated"] is not None and abs(after["integrated"] - t.integrated) <= t.tolerance
+                             and (after["true_peak"] is None or after["true_peak"] <= t.true_peak + 0.1))
+    if loudness["on_target"]:
+        return []
+    return [f"{profile.name}: the sound is at {after['integrated']} LUFS, {after['true_peak']} dBTP; "
+            f"the profile asks {t.integrated} ± {t.tolerance} LUFS under {t.true_peak} dBTP"]
 
 
 def _frames(job, shot: ShotPlan, d: DeliveryPlan) -> int:

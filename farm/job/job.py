@@ -1,18 +1,16 @@
 """One render job: a plan, its output folder and its ledger, and the only code that changes its state.
 
-A job's work is its segments and, for each `--deliver` profile, its shots' delivery stages
-(`farm/stages/`): both are items with an id, dependencies, a content hash and a cost, handled alike
-below (a stage has one file, a segment two). A job knows which of its items are published (in the ledger, with files that still match their
+A job's items are its segments and, per `--deliver` profile, its shots' delivery stages (`items.py`),
+handled alike. A job knows which items are published (in the ledger, with files that still match their
 recorded hashes), which it can take from the segment cache, and which must be rendered. Every change
-(an attempt starts or ends, a segment is published or given up, the job ends) goes through one method
+(an attempt starts or ends, an item is published or given up, the job ends) goes through one method
 here: it is checked against the state machine (`states.py`), written to the ledger before anything
 acts on it, and told to the job's observers (progress, the farm API's event stream, the report).
 Files are published atomically, ledger row after the files, so a crash at any instant loses at most
-the segment that was being written; a resumed job re-renders only what is not published.
+the item that was being written; a resumed job re-renders only what is not published.
 """
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 import time
@@ -20,13 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from farm.scheduling.policy import Task
 from farm.stages.stage import Stage, delivery_plans, plan_stages
 from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Plan, Segment
 
+from . import items as kinds
 from .cache import SegmentCache, bytes_sha256, file_sha256
 from .events import JobEvent
 from .folder import JobFolder
@@ -67,7 +64,7 @@ class Job:
         # the deliveries' stages, planned from the profiles the job names (checked at submission)
         self.deliveries = delivery_plans(self.plan, self.config.get("profiles") or [], self.config.get("upscaler"))
         self.stages: tuple[Stage, ...] = plan_stages(self.plan, self.deliveries)
-        self.items: tuple[Segment | Stage, ...] = self.plan.segments + self.stages
+        self.items: tuple[kinds.Item, ...] = self.plan.segments + self.stages
         self.state: dict[str, SegmentState] = {s.id: SegmentState() for s in self.items}
         self.reused = self.kept = 0
         self.notes: list[str] = []           # what delivery could not do, for the user
@@ -133,31 +130,22 @@ class Job:
         self._tell("opened", status="running", detail=f"{len(self.plan.segments)} segments{stages}, "
                                                       f"{self.reused + self.kept} reused")
 
-    def files(self, item: Segment | Stage) -> dict[str, Path]:
-        """An item's published files by kind: a segment's clip and last frame, a stage's clip."""
-        if isinstance(item, Stage):
-            return {".mp4": self.folder.stage(item.id, ".mp4")}
-        return {ext: self.folder.segment(item.id, ext) for ext in (".mp4", ".png")}
-
-    def sidecar(self, item: Segment | Stage) -> Path:
-        return self.folder.stage(item.id, ".json") if isinstance(item, Stage) else self.folder.segment(item.id, ".json")
-
-    def _intact(self, seg: Segment | Stage, row: dict) -> bool:
+    def _intact(self, seg: kinds.Item, row: dict) -> bool:
         record = row.get("record") or {}
-        files = self.files(seg)
+        files = kinds.files(self.folder, seg)
         try:
             return (file_sha256(files[".mp4"]) == row.get("file_sha256")
                     and (".png" not in files or file_sha256(files[".png"]) == record.get("png_sha256")))
         except OSError:
             return False
 
-    def _from_cache(self, seg: Segment | Stage, cache: SegmentCache) -> bool:
-        entry = cache.link_into(seg.hash, self.files(seg))
+    def _from_cache(self, seg: kinds.Item, cache: SegmentCache) -> bool:
+        entry = cache.link_into(seg.hash, kinds.files(self.folder, seg))
         if entry is None:
             return False
         fields = {k: v for k, v in entry["record"].items() if k in Published.__dataclass_fields__}
         published = Published(**{**fields, "png_sha256": entry["sha256"].get(".png", ""), "origin": "cache"})
-        publish_json(self.sidecar(seg), self._sidecar(seg, published, 0))
+        publish_json(kinds.sidecar_path(self.folder, seg), kinds.sidecar(seg, published, 0))
         self.ledger.publish(self.id, seg.id, file_sha256=entry["sha256"][".mp4"], record=asdict(published))
         self.state[seg.id].attempts = 0
         self._settle(seg, published, "cache")
@@ -173,28 +161,23 @@ class Job:
     def task_id(self, seg_id: str) -> str:
         return f"{self.id}/{seg_id}"
 
-    def unfinished(self) -> list[Segment | Stage]:
+    def unfinished(self) -> list[kinds.Item]:
         return [s for s in self.items if self.state[s.id].status not in SETTLED]
 
-    @staticmethod
-    def resource(item: Segment | Stage) -> str:
-        """What an item runs on: a GPU worker (segments, upscaling with a net) or a CPU lane."""
-        return item.resource if isinstance(item, Stage) else "gpu"
+    def resource(self, item: kinds.Item) -> str:
+        return kinds.resource(item)
 
-    def widths(self, item: Segment | Stage) -> tuple[int, ...]:
-        """The gang widths an item may run at: its preset's for a segment; stages run alone."""
-        return (1,) if isinstance(item, Stage) else self.plan.presets[item.model].degrees
+    def widths(self, item: kinds.Item) -> tuple[int, ...]:
+        return kinds.widths(self.plan, item)
 
-    def timeout(self, item: Segment | Stage, estimate: float, loading: bool) -> float:
-        if isinstance(item, Stage):
-            return item.timeout_s
-        return self.plan.presets[item.model].cost.timeout(estimate, loading=loading)
+    def timeout(self, item: kinds.Item, estimate: float, loading: bool) -> float:
+        return kinds.timeout(self.plan, item, estimate, loading)
 
     def stage_inputs(self, stage: Stage) -> list[bytes]:
         """The clips a stage works on, as published: the shot's segments, or the stage before it."""
-        return [self.files(self.by_id[d])[".mp4"].read_bytes() for d in stage.deps]
+        return [kinds.files(self.folder, self.by_id[d])[".mp4"].read_bytes() for d in stage.deps]
 
-    def task(self, seg: Segment | Stage, degrees: tuple[int, ...] = (1,)) -> Task:
+    def task(self, seg: kinds.Item, degrees: tuple[int, ...] = (1,)) -> Task:
         runtime = {d: seg.runtime(d) for d in degrees if d in dict(seg.runtime_s)}
         return Task(self.task_id(seg.id), runtime, tuple(self.task_id(d) for d in seg.deps), self.id,
                     self.priority, 0.0, seg.model)
@@ -279,19 +262,19 @@ class Job:
             return False
         return True
 
-    def publish(self, seg: Segment | Stage, result: SegmentResult, n: int, *, worker: str, degree: int,
+    def publish(self, seg: kinds.Item, result: SegmentResult, n: int, *, worker: str, degree: int,
                 cache: SegmentCache | None) -> None:
         """Write the item's files, then the ledger (closing attempt `n`), then the cache."""
         stage = isinstance(seg, Stage)
         if not stage:
             self._pngs[seg.id] = result.last_png
         published = Published.of(result, worker, degree, "" if stage else bytes_sha256(result.last_png))
-        paths = self.files(seg)
+        paths = kinds.files(self.folder, seg)
         contents = {".mp4": result.mp4, ".png": result.last_png}
         files = {path: contents[ext] for ext, path in paths.items()}
-        files[self.sidecar(seg)] = json_bytes(self._sidecar(seg, published, n))
+        files[kinds.sidecar_path(self.folder, seg)] = json_bytes(kinds.sidecar(seg, published, n))
         if result.latents is not None and self.config.get("keep_latents"):
-            files[self.folder.segment(seg.id, ".latents.npy")] = _npy(result.latents)
+            files[self.folder.segment(seg.id, ".latents.npy")] = kinds.npy(result.latents)
         publish_many(files)
         self.ledger.publish(self.id, seg.id, file_sha256=bytes_sha256(result.mp4), record=asdict(published), attempt=n)
         if cache is not None:
@@ -303,14 +286,7 @@ class Job:
         self._tell("published", seg, status="published", worker=worker, degree=degree,
                    busy_s=result.render_s + result.encode_s)
 
-    @staticmethod
-    def _sidecar(seg: Segment | Stage, published: Published, attempts: int) -> dict:
-        if isinstance(seg, Stage):
-            return {**seg.to_json(), "attempts": attempts, **asdict(published)}
-        return {"segment": seg.id, "shot": seg.shot, "hash": seg.hash, "frames": seg.frames, "seed": seg.seed,
-                "model": seg.model, "attempts": attempts, **asdict(published)}
-
-    def fail(self, seg: Segment | Stage, error: str) -> None:
+    def fail(self, seg: kinds.Item, error: str) -> None:
         """Give up on an item and everything downstream of it."""
         self._give_up(seg, "failed", error)
         dead = self.dead
@@ -422,8 +398,3 @@ class Job:
             self.assets = None
             self._pngs.clear()
 
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()

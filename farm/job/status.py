@@ -1,4 +1,5 @@
-"""`sakuga status OUT`: a render's per-job and per-segment state with its ETA, read from its ledger."""
+"""`sakuga status OUT`: a render's per-job and per-item (segment, delivery stage) state with its ETA,
+read from its ledger."""
 from __future__ import annotations
 
 import time
@@ -26,7 +27,7 @@ def ledger_status(out: Path) -> str:
         counts[s["status"]] = counts.get(s["status"], 0) + 1
     lines = [f"job {job['id']}: {job['status']}" + (f" ({job['detail']})" if job["detail"] else ""),
              f"  source {job['source']}",
-             "  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f" of {len(segments)} segments; "
+             "  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f" of {_count(segments)}; "
              + (f"ETA {clock(eta)} on {gpus} GPU(s) by the cost model" if job["status"] in ("running", "interrupted")
                 else f"updated {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job['updated']))}")]
     for s in segments:
@@ -37,3 +38,9 @@ def ledger_status(out: Path) -> str:
         note = f"  {s['error']}" if s["error"] and s["status"] != "published" else ""
         lines.append(f"  {s['id']:<28} {s['status']:<10} attempts {s['attempts']}{where}{note}")
     return "\n".join(lines)
+
+
+def _count(rows: list[dict]) -> str:
+    """"12 segments", or "12 segments and 18 stages" (delivery stages' ids are `<shot>@<profile>.<kind>`)."""
+    stages = sum("@" in r["id"] for r in rows)
+    return f"{len(rows) - stages} segments" + (f" and {stages} stages" if stages else "")

@@ -32,6 +32,8 @@ class SubmitBody(BaseModel):
     model: str | None = None
     priority: int | str = "normal"
     out: str | None = None      # inside the user's folder of the farm's root (default: the job's id)
+    deliver: list[str] = []     # delivery profiles and masters, as `--deliver`
+    upscaler: str | None = None
 
 
 class PriorityBody(BaseModel):
@@ -100,7 +102,11 @@ def submit(body: SubmitBody, farm: Mine, request: Request) -> dict:
     plan = build_plan(load(file, model=body.model))
     priority = _priority(body.priority)
     assets = {ref: Path(p).read_bytes() for ref, p in plan.assets.items()}   # a service cannot read them
-    config = {"source": str(file), "engine": body.model, "priority": priority, "submitted": True}
+    from farm.delivery.options import check_delivery, delivery
+
+    config = {"source": str(file), "engine": body.model, "priority": priority, "submitted": True,
+              **delivery(body.deliver, body.upscaler)}
+    check_delivery(plan, config, weights=False)   # the workers load the nets, wherever they are
     summary = farm.submit(JobRequest(plan, body.out, priority, config, assets, Job.new_id(file.stem)))
     logger.info("%s: submitted by %s from %s", summary.id, farm.user.name, body.storyboard)
     return {"id": summary.id, "out": summary.out}

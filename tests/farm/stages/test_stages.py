@@ -195,3 +195,23 @@ def test_a_failed_stage_fails_its_shot_and_what_follows_it(storyboard, tmp_path,
     assert job.status == "failed" and job.failed_shots == ["b"]
     assert job.state["b@tiny-2398.retime"].status == "skipped"
     assert probe(job.folder.delivery("tiny-2398") / "episode.mp4")["frames"] == 25 + 13   # a and c, no dissolve
+
+
+def test_a_smaller_profile_is_a_crop_and_resize_on_a_cpu_lane_and_a_matching_one_needs_no_stage(
+        storyboard, tmp_path, FakePool):
+    folder = tmp_path / "profiles"
+    (folder / "small.yaml").write_text("name: small\nsize: {width: 96, height: 54}\nrate: 16\n")
+    (folder / "same.yaml").write_text("name: same\nsize: {width: 112, height: 64}\nrate: 16\n")
+    plan = build_plan(load(storyboard()))
+    stages = plan_stages(plan, delivery_plans(plan, ["small", "same"], None))
+    assert {(s.profile, s.kind, s.resource, s.model) for s in stages} == {("small", "upscale", "cpu", "resize")}
+    job = Job("j", plan, tmp_path / "out", config={"profiles": ["small", "same"]})
+    loop = FarmLoop(FakePool([1]), deliver=deliver, observers=(), cpu_lanes=1)
+    loop.add(job)
+    loop.run()
+    assert job.status == "done", job.error
+    assert set(attempts(job)) == {"a.0", "b.0", "c.0", *(f"{s}@small.upscale" for s in "abc")}
+    assert attempts(job)["a@small.upscale"] == ["cpu0"]
+    for name, size in (("small", (96, 54)), ("same", (112, 64))):
+        info = probe(job.folder.delivery(name) / "episode.mp4")
+        assert (info["width"], info["height"], info["frames"]) == (*size, plan.episode_frames)
