@@ -74,8 +74,9 @@ class EmbeddedFarm:
                 job.close()
                 raise
             if job.reused or job.kept:
-                logger.info("%s: reused %d of %d segments (%d already there, %d from the cache)", job.out,
-                            job.reused + job.kept, len(job.plan.segments), job.kept, job.reused)
+                logger.info("%s: reused %d of %d segments%s (%d already there, %d from the cache)", job.out,
+                            job.reused + job.kept, len(job.items), " and stages" if job.stages else "",
+                            job.kept, job.reused)
             return views.summary(job, self.gpus)
 
     def jobs(self) -> list[JobSummary]:

@@ -17,7 +17,8 @@ def selftest(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-@pytest.mark.parametrize("world, ulysses, ring", [(2, 2, 1), (2, 1, 2), (4, 2, 2), (4, 4, 1)])
+# Ulysses alone at 4 (its all-to-alls at 2 are the same code with one peer less), ring alone, and both
+@pytest.mark.parametrize("world, ulysses, ring", [(2, 1, 2), (4, 2, 2), (4, 4, 1)])
 def test_a_sharded_transformer_matches_one_process(world, ulysses, ring):
     result = selftest("--world", str(world), "--ulysses", str(ulysses), "--ring", str(ring))
     last = result.stdout.strip().splitlines()[-1]
