@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Literal
@@ -17,6 +18,7 @@ from .keyframes import place
 from .loaded import LoadedStoryboard
 from .model import MENTION, PREVIOUS, Scene, Shot, Storyboard
 from .presets import Preset, load_preset, pixel_options
+from .takes import ShotTakes, apply, segment_id
 
 HASH_VERSION = 1
 
@@ -104,6 +106,7 @@ class Plan:
     assets: dict[str, str] = field(hash=False)   # asset as written → resolved absolute path
     audio: str | None = None                     # resolved path of the soundtrack
     presets: dict[str, Preset] = field(default_factory=dict, hash=False)   # the presets segments render with
+    takes: dict[str, dict[int, tuple[str, ...]]] = field(default_factory=dict, hash=False)  # shot → take → segments
 
     @property
     def episode_frames(self) -> int:
@@ -226,17 +229,29 @@ def _sampling(shot: Shot, sb: Storyboard, preset: Preset) -> dict:
                     if v is not None) for k in SAMPLING}
 
 
-def build_plan(loaded: LoadedStoryboard) -> Plan:
-    """The render plan of a validated storyboard: its shots, in cut order, compiled into segments."""
+def build_plan(loaded: LoadedStoryboard, takes: Mapping[str, ShotTakes] | None = None) -> Plan:
+    """The render plan of a validated storyboard: its shots, in cut order, compiled into segments.
+    With `takes` (`storyboard/takes.py`), every take of a shot is compiled; the shot's plan (what the
+    cut uses) is its approved take's, and the plan's segments are every take's."""
     sb, preset = loaded.storyboard, loaded.preset
     compiler = _ShotCompiler(loaded)
     segments: list[Segment] = []
     shots: list[ShotPlan] = []
+    last: Segment | None = None   # the cut's last segment so far
+    by_take: dict[str, dict[int, tuple[str, ...]]] = {}
     for _, _, scene, shot in sb.shots():
-        # `start: previous` continues from the last segment so far (never on the first shot: validated)
-        shot_plan, shot_segments = compiler.compile(scene, shot, segments[-1] if segments else None)
-        shots.append(shot_plan)
-        segments += shot_segments
+        shot_takes = (takes or {}).get(shot.id, ShotTakes())
+        numbers = shot_takes.numbers()
+        chosen = shot_takes.approved if shot_takes.approved in numbers else 1
+        for n in numbers:
+            # `start: previous` continues from the cut so far (never on the first shot: validated)
+            shot_plan, shot_segments = compiler.compile(scene, apply(shot, shot_takes.overrides.get(n, {})), last, n)
+            segments += shot_segments
+            by_take.setdefault(shot.id, {})[n] = shot_plan.segments
+            if n == chosen:
+                shots.append(shot_plan)
+                approved = shot_segments[-1]
+        last = approved
     text_preset = compiler.text_preset
     return Plan(
         title=sb.title, model=preset.name, engine=preset.engine, width=compiler.width, height=compiler.height,
@@ -244,6 +259,7 @@ def build_plan(loaded: LoadedStoryboard) -> Plan:
         assets={w: str(a.path) for w, a in loaded.assets.items()},
         audio=str(loaded.asset(sb.audio).path) if sb.audio else None,
         presets={p.name: p for p in (preset, text_preset) if any(s.model == p.name for s in segments)},
+        takes=by_take,
     )
 
 
@@ -271,7 +287,8 @@ class _ShotCompiler:
     def asset(self, written: str) -> ImageRef:
         return ImageRef("asset", written, self.loaded.asset(written).sha256)
 
-    def compile(self, scene: Scene, shot: Shot, previous: Segment | None) -> tuple[ShotPlan, list[Segment]]:
+    def compile(self, scene: Scene, shot: Shot, previous: Segment | None,
+                take: int = 1) -> tuple[ShotPlan, list[Segment]]:
         sb, preset, fps = self.sb, self.preset, self.fps
         sampling = _sampling(shot, sb, preset)
         # a character is in a shot when listed in `characters:` or mentioned as @id in its prompt
@@ -293,7 +310,7 @@ class _ShotCompiler:
             model = preset if conditions else self.text_preset
             sampled = sampling if model is preset else _sampling(shot, sb, model)
             seg = Segment(
-                id=f"{shot.id}.{index}", shot=shot.id, index=index, first_frame=first, frames=size,
+                id=segment_id(shot.id, take, index), shot=shot.id, index=index, first_frame=first, frames=size,
                 width=self.width, height=self.height, fps=fps, model=model.name, engine=model.engine,
                 prompt=prompt, negative=sampled["negative"], steps=sampled["steps"],
                 guidance=sampled["guidance"], shift=sampled["shift"], seed=0,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from farm.api.protocol import FarmAPI, JobDetail, JobRequest, JobSummary
+from farm.api.protocol import FarmAPI, JobDetail, JobRequest, JobSummary, TakeView, UnknownJob
 from farm.job.events import JobEvent
 
 from .roots import confine
@@ -57,3 +57,18 @@ class UserFarm:
 
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self.farm.events(job_id, since) if self._owned(job_id) else []
+
+    def takes(self, job_id: str, shot: str) -> list[TakeView]:
+        if self._owned(job_id) is None:
+            raise UnknownJob(f"no job {job_id!r} of yours")
+        return self.farm.takes(job_id, shot)
+
+    def retake(self, job_id: str, shot: str, overrides: dict) -> int:
+        if not self._act(job_id):
+            raise UnknownJob(f"no job {job_id!r}")
+        return self.farm.retake(job_id, shot, overrides)
+
+    def approve(self, job_id: str, shot: str, take: int) -> None:
+        if not self._act(job_id):
+            raise UnknownJob(f"no job {job_id!r}")
+        self.farm.approve(job_id, shot, take)

@@ -18,18 +18,21 @@ from farm.job.cache import SegmentCache
 from farm.job.events import JobEvent
 from farm.job.folder import JobFolder
 from farm.job.job import Job
-from farm.job.ledger import LedgerWriteError
+from farm.job.ledger import Ledger, LedgerWriteError
 from farm.job.lock import FolderBusy
 from farm.job.publish import publish_json
 from farm.job.recorded import last_job
+from farm.job.takes import recorded_takes
 from farm.run.loop import FarmLoop
 from farm.run.progress import JobProgress
 from farm.scheduling.policy import Policy
 from farm.workers.slots import Pool
 from storyboard.errors import InputError
+from storyboard.takes import ShotTakes, check_overrides
 
+from . import takes as shot_takes
 from . import views
-from .protocol import JobDetail, JobRequest, JobSummary
+from .protocol import JobDetail, JobRequest, JobSummary, TakeView, UnknownJob
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class EmbeddedFarm:
         self.make_progress = progress or (lambda job: None)
         self.observers = observers        # told every job's events too (the service's registry)
         self.lock = threading.RLock()   # the service calls in from other threads while the loop runs
+        self.reopening: set[str] = set()   # jobs given a take while running: reopened once they end
+        self.on_reopen: Callable[[JobRequest], None] = lambda request: None   # the service's registry
 
     # -- the API ------------------------------------------------------------------------------------
 
@@ -103,11 +108,65 @@ class EmbeddedFarm:
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self.events_log.since(job_id, since)
 
+    def takes(self, job_id: str, shot: str) -> list[TakeView]:
+        with self.lock:
+            return shot_takes.take_views(self._known(job_id), shot)
+
+    def retake(self, job_id: str, shot: str, overrides: dict) -> int:
+        """Record a new take of `shot` and render it: at once if the job has ended, else once it has."""
+        with self.lock:
+            job = self._known(job_id)
+            shot_takes.check_shot(job, shot)
+            given = check_overrides(overrides)
+            takes = recorded_takes(job.folder, job.id)
+            had = takes.get(shot, ShotTakes())
+            n = max(had.numbers()) + 1
+            shot_takes.planned(job, {**takes, shot: ShotTakes({**had.overrides, n: given}, had.approved)})  # it plans
+            with Ledger(job.folder.ledger) as ledger:
+                n = ledger.add_take(job.id, shot, given)
+            self._reopen(job)
+            return n
+
+    def approve(self, job_id: str, shot: str, take: int) -> None:
+        """The cut uses `take` of `shot`: the job is delivered again (rendering what now follows from it)."""
+        with self.lock:
+            job = self._known(job_id)
+            takes = recorded_takes(job.folder, job.id)
+            shot_takes.check_take(job, shot, take, takes)
+            had = takes.get(shot, ShotTakes())
+            shot_takes.planned(job, {**takes, shot: ShotTakes(had.overrides, take)})
+            with Ledger(job.folder.ledger) as ledger:
+                ledger.approve_take(job.id, shot, take)
+            self._reopen(job)
+
+    def _known(self, job_id: str) -> Job:
+        job = self.loop.jobs.get(job_id)
+        if job is None:
+            raise UnknownJob(f"no job {job_id!r}")
+        return job
+
+    def _reopen(self, job: Job) -> None:
+        """Open an ended job again with the plan its ledger's takes give (a running one once it ends)."""
+        if not job.ended:
+            self.reopening.add(job.id)
+            return
+        self.reopening.discard(job.id)
+        plan = shot_takes.planned(job, recorded_takes(job.folder, job.id))
+        request = JobRequest(plan, job.out, job.priority, job.config, None, job.id)
+        self.submit(request)
+        self.on_reopen(request)
+
     # -- running ------------------------------------------------------------------------------------
 
     def step(self, max_wait: float = 1.0) -> bool:
         """One round of the loop; False when there was nothing to do."""
         with self.lock:
+            for job_id in [i for i in self.reopening if self.loop.jobs[i].ended]:
+                try:
+                    self._reopen(self.loop.jobs[job_id])
+                except InputError as e:   # its storyboard went away meanwhile: the take waits for a resume
+                    self.reopening.discard(job_id)
+                    logger.error("%s: new take not rendered: %s", job_id, e)
             if not self.loop.busy:
                 return False
             self.loop.step(max_wait)

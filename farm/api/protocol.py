@@ -1,6 +1,7 @@
 """The farm API: the one surface that every front end calls — the CLI, the cluster entrypoint, and
 the web studio to come. Submit a job, list jobs, look at one job (its shots, segments and attempts),
-cancel it, change its priority, and read its stream of events.
+cancel it, change its priority, read its stream of events, and re-render a shot as a new take and
+approve the take the cut uses.
 
 Two implementations stand behind `FarmAPI`: `EmbeddedFarm` (the loop in this process: a local Ray
 by default, or a cluster joined as a driver) and `ServiceFarm` (the cluster's long-lived farm service,
@@ -90,6 +91,26 @@ class JobDetail:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TakeView:
+    """One take of a shot (`storyboard/takes.py`): take 1 is the storyboard's."""
+
+    take: int
+    overrides: dict
+    approved: bool
+    status: str             # pending, running, done, failed
+    segments: list[str]
+    created: float
+    files: dict             # relative paths in the job's folder: {"mp4": "takes/<shot>/<take>.mp4"} once rendered
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class UnknownJob(LookupError):
+    """No job of that id on this farm."""
+
+
 class FarmAPI(Protocol):
     def submit(self, request: JobRequest) -> JobSummary: ...
     def jobs(self) -> list[JobSummary]: ...
@@ -97,3 +118,6 @@ class FarmAPI(Protocol):
     def cancel(self, job_id: str) -> bool: ...
     def set_priority(self, job_id: str, priority: int) -> bool: ...
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]: ...
+    def takes(self, job_id: str, shot: str) -> list[TakeView]: ...
+    def retake(self, job_id: str, shot: str, overrides: dict) -> int: ...
+    def approve(self, job_id: str, shot: str, take: int) -> None: ...

@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 from farm.cluster.errors import ClusterError
 from storyboard.errors import InputError
 
-from . import bench, cache, cluster, inputs, logs, models, render, selftest, studio, users
+from . import bench, cache, cluster, inputs, logs, models, render, selftest, studio, takes, users
 
 
 class _Group(TyperGroup):
@@ -49,7 +49,7 @@ def version_() -> None:
     typer.echo(sakuga_version())
 
 
-for group in (inputs, render, cluster, studio):
+for group in (inputs, render, cluster, studio, takes):
     group.register(app)
 app.add_typer(models.app, name="models")
 app.add_typer(cache.app, name="cache")

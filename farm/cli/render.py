@@ -109,15 +109,16 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
     if not address and config.get("gpus", 1) > MAX_LOCAL_GPUS:
         raise InputError.single("--gpus", f"{config['gpus']} workers on one machine: a local farm runs at most "
                                           f"{MAX_LOCAL_GPUS} (a cluster gets as many as it has, with --address)")
-    _, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])], size=config.get("size"),
-                speed=config.get("speed"))
+    loaded, p = load(file, config.get("engine"), [Path(r) for r in config.get("asset_roots", [])],
+                     size=config.get("size"), speed=config.get("speed"))
+    last_job(JobFolder(out))   # a ledger sakuga cannot read is exit 2 before Ray starts (the farm continues its job)
+    p = _with_takes(loaded, p, JobFolder(out))
     check_delivery(p, config, weights=not address)
     _check_out(JobFolder(out), file, wait)
     if not address:   # a local run loads the weights here; a cluster's workers are asked instead
         from farm.workers.engines import check_presets
 
         check_presets(p.presets.values())
-    last_job(JobFolder(out))   # a ledger sakuga cannot read is exit 2 before Ray starts (the farm continues its job)
     from farm.api.embedded import render as run  # Ray, PyAV: only once the input is known to be good
 
     outcome = run(p, out, gpus=config.get("gpus", 1), address=address, show_progress=not quiet,
@@ -132,6 +133,15 @@ def _render(config: dict, out: Path, quiet: bool, wait: bool = False) -> None:
                    f"(see {JobFolder(out).manifest})", err=True)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+def _with_takes(loaded, plan, folder: JobFolder):
+    """The plan with the takes and approvals the folder's ledger records (they survive resume)."""
+    from farm.job.takes import recorded_takes
+    from storyboard.plan import build_plan
+
+    takes = recorded_takes(folder)
+    return build_plan(loaded, takes) if takes else plan
 
 
 def _check_out(folder: JobFolder, source: Path, wait: bool) -> None:

@@ -8,7 +8,7 @@ import time
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from farm.api.protocol import JobDetail, JobRequest, JobSummary
+from farm.api.protocol import JobDetail, JobRequest, JobSummary, TakeView
 from farm.job.events import JobEvent
 
 from .service import farm_service
@@ -52,6 +52,15 @@ class ServiceFarm:
 
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self._call("events", job_id, since)
+
+    def takes(self, job_id: str, shot: str) -> list[TakeView]:
+        return self._call("takes", job_id, shot)
+
+    def retake(self, job_id: str, shot: str, overrides: dict) -> int:
+        return self._call("retake", job_id, shot, overrides)
+
+    def approve(self, job_id: str, shot: str, take: int) -> None:
+        return self._call("approve", job_id, shot, take)
 
     def lines(self, job_id: str, since: int = 0) -> list[str]:
         return self._call("lines_of", job_id, since)

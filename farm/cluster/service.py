@@ -19,7 +19,7 @@ import ray
 
 from farm.access.roots import confine
 from farm.api.embedded import EmbeddedFarm
-from farm.api.protocol import JobDetail, JobRequest, JobSummary
+from farm.api.protocol import JobDetail, JobRequest, JobSummary, TakeView
 from farm.job.cache import SegmentCache, default_cache_dir
 from farm.job.events import JobEvent
 from farm.run.progress import JobProgress
@@ -50,6 +50,7 @@ class FarmService:
         pool = WorkerPool(self.gpus, elastic=True)   # nodes that join later get workers too
         self.farm = EmbeddedFarm(pool, cache=store, observers=(self._forget_when_finished,), progress=lambda job: JobProgress(
             job, gpus=self.gpus, enabled=False, log=self.lines.setdefault(job.id, []).append))
+        self.farm.on_reopen = lambda request: self.registry.put(request.job_id, request)   # a take reopened it
         self._resume_queue()
         threading.Thread(target=self._loop, name="farm-loop", daemon=True).start()
 
@@ -107,6 +108,15 @@ class FarmService:
 
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self.farm.events(job_id, since)
+
+    def takes(self, job_id: str, shot: str) -> list[TakeView]:
+        return self.farm.takes(job_id, shot)
+
+    def retake(self, job_id: str, shot: str, overrides: dict) -> int:
+        return self.farm.retake(job_id, shot, overrides)
+
+    def approve(self, job_id: str, shot: str, take: int) -> None:
+        return self.farm.approve(job_id, shot, take)
 
     def lines_of(self, job_id: str, since: int = 0) -> list[str]:
         """The job's progress lines (what its entrypoint prints, so `sakuga logs` shows them)."""

@@ -12,6 +12,7 @@ from farm.job.job import Job
 from .deliveries import deliver_profile
 from .manifest import write_manifest
 from .stitch import ShotFiles, stitch
+from .takes import write_takes
 from .timeline import Cut, write_timeline
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def deliver(job: Job) -> Path | None:
         cuts = [Cut(shot, f.out, n, f.dissolve) for shot, f, n in zip(kept, files, lengths)]
         for note in write_timeline(folder, plan, cuts):
             job.note(note, kind="timeline")
+    write_takes(job)   # after the shots: the approved take is its shot's file
     deliveries = [deliver_profile(job, d, kept) for d in job.deliveries] if kept else []
     write_manifest(folder.manifest, plan, job.rows(), job.stages, deliveries)
     return episode

@@ -64,6 +64,10 @@ class JobFolder:
     def shot(self, shot_id: str) -> Path:
         return self.shots / f"{shot_id}.mp4"
 
+    def take(self, shot_id: str, take: int) -> Path:
+        """`takes/<shot>/<take>.mp4`: one take of a shot, for comparing takes."""
+        return self.root / "takes" / shot_id / f"{take}.mp4"
+
     @property
     def episode(self) -> Path:
         return self.root / "episode.mp4"

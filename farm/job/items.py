@@ -37,6 +37,11 @@ def sidecar(item: Item, published: Published, attempts: int) -> dict:
             "model": item.model, "attempts": attempts, **asdict(published)}
 
 
+def in_cut(plan: Plan, item: Item) -> bool:
+    """Whether the cut uses the item: a stage (made from the cut's shots), or a segment of an approved take."""
+    return isinstance(item, Stage) or any(item.id in s.segments for s in plan.shots if s.id == item.shot)
+
+
 def resource(item: Item) -> str:
     """What an item runs on: a GPU worker (segments, upscaling with a net) or a CPU lane."""
     return item.resource if isinstance(item, Stage) else "gpu"

@@ -231,7 +231,7 @@ class Job:
 
     @property
     def failed_shots(self) -> list[str]:
-        dead = {self.by_id[i].shot for i in self.dead}
+        dead = {self.by_id[i].shot for i in self.dead if kinds.in_cut(self.plan, self.by_id[i])}   # not a retake's
         return [s.id for s in self.plan.shots if s.id in dead]
 
     def rows(self) -> dict[str, dict]:

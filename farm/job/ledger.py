@@ -1,4 +1,4 @@
-"""The ledger: a render's durable state (jobs, segments, attempts, events) in SQLite at DIR/ledger.sqlite.
+"""The ledger: a render's durable state (jobs, segments, attempts, events, takes) in SQLite at DIR/ledger.sqlite.
 
 Every state change is its own committed transaction, on disk before the caller acts on it, so a crash
 at any instant leaves a ledger a resumed run can trust: what it says is published is published, and
@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 from .states import ATTEMPT, JOB, SEGMENT
 
-VERSION = 1
+VERSION = 2   # 2: takes (an older ledger gains the table when opened)
 SEGMENT_STATUSES = SEGMENT.states
 JOB_STATUSES = JOB.states
 
@@ -65,6 +65,15 @@ class AttemptRow(TypedDict):
     error: str | None
 
 
+class TakeRow(TypedDict):
+    job: str
+    shot: str
+    take: int                    # 2, 3...: take 1 is the storyboard's and has no row
+    overrides: dict
+    created: float
+    approved: int                # 1 for the take the cut uses (none: take 1)
+
+
 class EventRow(TypedDict):
     seq: int
     ts: float
@@ -85,10 +94,12 @@ CREATE TABLE IF NOT EXISTS attempts(job TEXT, segment TEXT, n INT, worker TEXT, 
     FOREIGN KEY(job, segment) REFERENCES segments(job, id) ON DELETE CASCADE);
 CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, job TEXT, worker TEXT,
     kind TEXT, detail TEXT);
+CREATE TABLE IF NOT EXISTS takes(job TEXT, shot TEXT, take INT, overrides TEXT, created REAL, approved INT,
+    PRIMARY KEY(job, shot, take));
 PRAGMA user_version={VERSION};
 COMMIT;
 """
-_JSON = ("config", "deps", "record")
+_JSON = ("config", "deps", "record", "overrides")
 
 
 # WAL keeps its index in shared memory, which does not work between machines: on network file systems
@@ -317,6 +328,25 @@ class Ledger:
                        "(SELECT segment FROM attempts WHERE job=? AND status='running')", (now, job, job))
             return db.execute("UPDATE attempts SET status='interrupted', ended=? WHERE job=? AND status='running'",
                               (now, job)).rowcount
+
+    # -- takes --------------------------------------------------------------------------------------
+
+    def add_take(self, job: str, shot: str, overrides: dict) -> int:
+        """Record a new take of `shot` (the next number after the last; take 1 is the storyboard's)."""
+        with self._tx() as db:
+            last = db.execute("SELECT MAX(take) FROM takes WHERE job=? AND shot=?", (job, shot)).fetchone()[0]
+            n = (last or 1) + 1
+            db.execute("INSERT INTO takes(job, shot, take, overrides, created, approved) VALUES(?,?,?,?,?,0)",
+                       (job, shot, n, json.dumps(overrides), time.time()))
+        return n
+
+    def approve_take(self, job: str, shot: str, take: int) -> None:
+        """The cut uses `take` of `shot` (1: the storyboard's, which no row marks)."""
+        with self._tx() as db:
+            db.execute("UPDATE takes SET approved=(take=?) WHERE job=? AND shot=?", (take, job, shot))
+
+    def takes(self, job: str) -> list[TakeRow]:
+        return self._rows("SELECT * FROM takes WHERE job=? ORDER BY shot, take", job)
 
     # -- events -------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from farm.access.guard import Forbidden, UserFarm
-from farm.api.protocol import FarmAPI, JobRequest
+from farm.api.protocol import FarmAPI, JobRequest, UnknownJob
 from farm.job.job import Job
 from farm.scheduling.priority import parse_priority
 from storyboard.errors import InputError
@@ -34,6 +34,14 @@ class SubmitBody(BaseModel):
     out: str | None = None      # inside the user's folder of the farm's root (default: the job's id)
     deliver: list[str] = []     # delivery profiles and masters, as `--deliver`
     upscaler: str | None = None
+
+
+class TakeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str | None = None    # checked by the storyboard's own rules (storyboard/takes.py): 422 otherwise
+    seed: int | None = None
+    motion: float | None = None
+    aesthetic: float | None = None
 
 
 class PriorityBody(BaseModel):
@@ -138,6 +146,28 @@ def file(job_id: str, path: str, farm: Mine) -> FileResponse:
     return FileResponse(target)
 
 
+@router.get("/jobs/{job_id}/shots/{shot}/takes")
+def takes(job_id: str, shot: str, farm: Mine) -> list[dict]:
+    return [t.to_json() for t in farm.takes(job_id, shot)]
+
+
+@router.post("/jobs/{job_id}/shots/{shot}/takes")
+def retake(job_id: str, shot: str, body: TakeBody, farm: Mine) -> dict:
+    take = farm.retake(job_id, shot, body.model_dump(exclude_none=True))
+    logger.info("%s: take %d of %s by %s", job_id, take, shot, farm.user.name)
+    return {"take": take}
+
+
+@router.post("/jobs/{job_id}/shots/{shot}/takes/{take}/approve")
+def approve(job_id: str, shot: str, take: int, farm: Mine) -> dict:
+    farm.approve(job_id, shot, take)
+    return {"approved": take}
+
+
+async def _unknown_job(request: Request, e: UnknownJob) -> JSONResponse:
+    return JSONResponse({"detail": str(e)}, status_code=404)
+
+
 async def _input_error(request: Request, e: InputError) -> JSONResponse:
     return JSONResponse(problems(e), status_code=422)
 
@@ -154,4 +184,5 @@ def create_app(farm: FarmAPI, *, root: Path, identities: Identities, outputs: Pa
     app.include_router(router)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(UnknownJob, _unknown_job)
     return app
