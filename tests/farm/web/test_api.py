@@ -117,3 +117,41 @@ def test_a_studio_on_the_loopback_with_nobody_signed_up_is_the_local_users(tmp_p
     users.add("alice")
     assert identities_for("0.0.0.0", users).local is None and identities_for("127.0.0.1", users).local is None
     assert isinstance(local.local, User)
+
+
+def test_takes_through_the_api_retake_list_approve_and_refusals(studio):
+    client, farm, as_, tmp_path = studio
+    job = client.post("/api/jobs", json={"storyboard": "ep/board.yaml"}, headers=as_["alice"]).json()["id"]
+    farm.wait()
+    base = f"/api/jobs/{job}/shots/s0/takes"
+    [one] = client.get(base, headers=as_["alice"]).json()
+    assert (one["take"], one["approved"], one["status"], one["files"]) == (1, True, "done", {"mp4": "takes/s0/1.mp4"})
+    r = client.post(base, json={"prompt": "a, again", "seed": 5}, headers=as_["alice"])
+    assert r.status_code == 200 and r.json() == {"take": 2}
+    farm.wait()
+    takes = client.get(base, headers=as_["alice"]).json()
+    assert [(t["take"], t["status"], t["overrides"]) for t in takes] == [
+        (1, "done", {}), (2, "done", {"prompt": "a, again", "seed": 5})]
+    video = client.get(f"/api/jobs/{job}/files/{takes[1]['files']['mp4']}", headers=as_["alice"])
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+    assert client.post(f"{base}/2/approve", headers=as_["alice"]).json() == {"approved": 2}
+    farm.wait()
+    assert [t["approved"] for t in client.get(base, headers=as_["alice"]).json()] == [False, True]
+    assert [s["segments"] for s in client.get(f"/api/jobs/{job}", headers=as_["alice"]).json()["shots"]] == [
+        ["s0~2.0"], ["s1.0"]]
+    # someone else's job: not there to see, forbidden to change; an admin may
+    assert client.get(base, headers=as_["bob"]).status_code == 404
+    assert client.post(base, json={"seed": 1}, headers=as_["bob"]).status_code == 403
+    assert client.post(f"{base}/1/approve", headers=as_["bob"]).status_code == 403
+    assert client.post(f"{base}/1/approve", headers=as_["boss"]).status_code == 200
+    farm.wait()
+    # bad input: 422 with problems naming the field; unknown jobs 404
+    for url, body in [(f"/api/jobs/{job}/shots/nope/takes", {"seed": 1}), (base, {}), (base, {"motion": 11}),
+                      (base, {"steps": 3}), (f"{base}/9/approve", None)]:
+        r = client.post(url, json=body, headers=as_["alice"])
+        assert r.status_code == 422, (url, body, r.text)
+    assert "motion" in client.post(base, json={"motion": 11}, headers=as_["alice"]).json()["problems"][0]["text"]
+    assert client.get(f"/api/jobs/{job}/shots/nope/takes", headers=as_["alice"]).status_code == 422
+    assert client.get("/api/jobs/nope/shots/s0/takes", headers=as_["alice"]).status_code == 404
+    assert client.post("/api/jobs/nope/shots/s0/takes", json={"seed": 1}, headers=as_["alice"]).status_code == 404
+    assert len(client.get(base, headers=as_["alice"]).json()) == 2
