@@ -30,7 +30,7 @@ def check_take(job: Job, shot: str, take: int, takes: dict[str, ShotTakes]) -> N
 
 def planned(job: Job, takes: dict[str, ShotTakes]) -> Plan:
     """The job's storyboard planned again, as it was started (model, size, speed, picture roots), with `takes`."""
-    from farm.cli.options import load  # the one way a recorded render's storyboard is read
+    from farm.job.source import load_storyboard as load
 
     config = job.config
     source = Path(config.get("source") or "")

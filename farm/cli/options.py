@@ -1,7 +1,6 @@
 """What several commands share: their options, loading a storyboard into a plan, priorities."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -48,40 +47,10 @@ def model_name(model: str | None, engine: str | None) -> str | None:
 
 def load(file: Path, model: str | None, asset_roots: list[Path] | None, size: str | None = None,
          speed: list[str] | None = None):
-    """The storyboard at `file` and its plan (input errors name the file, line and field); `size` is
-    `--size` as given, and the `--speed` flags are laid over its presets' speed options."""
-    from storyboard.load import load as read
-    from storyboard.plan import build_plan
+    """The storyboard at `file` and its plan (`farm/job/source.py`)."""
+    from farm.job.source import load_storyboard
 
-    overrides = speed_overrides(speed)
-    loaded = read(file, model=model, asset_roots=asset_roots or [], size=output_size(size))
-    if overrides:
-        if loaded.preset.engine != "wan":
-            raise InputError.single("--speed", f"--speed: model {loaded.preset.name!r} ({loaded.preset.engine} "
-                                               "engine) has no speed options; they are for wan presets")
-        loaded = replace(loaded, preset=loaded.preset.with_speed(overrides), speed=overrides)
-    return loaded, build_plan(loaded)
-
-
-def output_size(text: str | None) -> tuple[int, int] | None:
-    """`--size WxH` as (width, height)."""
-    if text is None:
-        return None
-    from storyboard.size import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise InputError.single("--size", str(e)) from None
-
-
-def speed_overrides(flags: list[str] | None) -> dict:
-    """`--speed` flags as a `speed:` block, checked (InputError naming the flag)."""
-    if not flags:
-        return {}
-    from engine.wan.speed_options import parse_flags
-
-    return parse_flags(flags)
+    return load_storyboard(file, model, asset_roots, size, speed)
 
 
 def priority(text: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.job.ledger import Ledger, LedgerError
+from farm.job.ledger import VERSION, Ledger, LedgerError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,7 +32,7 @@ def test_the_database_is_in_wal_mode_with_full_sync(tmp_path):
         assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert ledger.db.execute("PRAGMA synchronous").fetchone()[0] == 2   # FULL
         assert ledger.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == VERSION
     # WAL is a property of the file: a plain connection sees it too
     db = sqlite3.connect(tmp_path / "ledger.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
