@@ -19,12 +19,15 @@ ShotId = Annotated[str, typer.Argument(help="A shot of that render.")]
 _TAKE = re.compile(r"~(\d+)\.\d+$")
 
 
-def _recorded(out: Path, shot: str):
+def _recorded(out: Path, shot: str, planning: bool = True):
     from farm.job.recorded import require_job
 
     recorded = require_job(JobFolder(out), "no ledger.sqlite here: not the output folder of a sakuga render")
     if shot not in {s["shot"] for s in recorded.segments}:
         raise InputError.single(JobFolder(out).ledger, f"this render has no shot {shot!r}")
+    source = (recorded.job.get("config") or {}).get("source")
+    if planning and (not source or not Path(source).is_file()):   # a take is planned from there: checked first
+        raise InputError.single(source or JobFolder(out).ledger, "the storyboard this render was started from is gone")
     return recorded
 
 
@@ -33,7 +36,7 @@ def takes(out: Out, shot: ShotId) -> None:
     from farm.job.ledger import Ledger
     from farm.job.takes import shot_takes, take_status
 
-    recorded = _recorded(out, shot)
+    recorded = _recorded(out, shot, planning=False)
     with Ledger(JobFolder(out).ledger) as ledger:
         mine = shot_takes(ledger.takes(recorded.job["id"])).get(shot)
     by_take: dict[int, list[str]] = {}

@@ -56,6 +56,15 @@ def test_bad_input_is_exit_2_and_nothing_is_written(sakuga, out, tmp_path, args,
     assert out.joinpath("ledger.sqlite").read_bytes() == before
 
 
+def test_a_retake_whose_storyboard_is_gone_is_refused_before_a_take_is_written(sakuga, out, board):
+    board.unlink()
+    result = sakuga("retake", out, "s0", "--seed", "3")
+    assert result.exit_code == 2 and "is gone" in result.stderr
+    with Ledger(JobFolder(out).ledger) as ledger:
+        assert ledger.takes(ledger.jobs()[-1]["id"]) == []
+    assert sakuga("takes", out, "s0").exit_code == 0   # listing needs no storyboard
+
+
 def test_retake_renders_a_new_take_and_approve_puts_it_in_the_cut(ray_cluster, sakuga, board, tmp_path):
     out = tmp_path / "out"
     assert sakuga("render", board, "--out", out, "--quiet", "--no-cache").exit_code == 0
