@@ -35,7 +35,7 @@ class JobSummary:
     state: str              # queued, running, cancelling, done, failed, interrupted, cancelled
     priority: int
     out: str
-    segments: int
+    segments: int                # its items: segments, and delivery stages when it has profiles
     done: int
     failed: int
     reused: int

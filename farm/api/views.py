@@ -18,7 +18,7 @@ def state_of(job: Job) -> str:
 
 def summary(job: Job, gpus: int) -> JobSummary:
     ended = job.ended
-    return JobSummary(job.id, job.plan.title, state_of(job), job.priority, str(job.out), len(job.plan.segments),
+    return JobSummary(job.id, job.plan.title, state_of(job), job.priority, str(job.out), len(job.items),
                       len(job.done), len(job.dead), job.reused + job.kept, eta_of(job, gpus),
                       job.failed_shots if ended else [], str(job.episode) if job.episode else None,
                       job.config.get("owner"))
