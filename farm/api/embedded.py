@@ -29,7 +29,7 @@ from farm.workers.slots import Pool
 from storyboard.errors import InputError
 
 from . import views
-from .protocol import JobDetail, JobRequest, JobSummary
+from .protocol import JobDetail, JobRequest, JobSummary, WorkerView
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,11 @@ class EmbeddedFarm:
 
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self.events_log.since(job_id, since)
+
+    def workers(self) -> list[WorkerView]:
+        """The pool's slots (the studio's Workers page; the cluster's service does not offer it yet)."""
+        with self.lock:
+            return [views.worker(s, self.pool) for s in self.pool.slots]
 
     # -- running ------------------------------------------------------------------------------------
 

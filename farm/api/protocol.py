@@ -80,6 +80,18 @@ class AttemptView:
 
 
 @dataclass(frozen=True)
+class WorkerView:
+    name: str
+    node: int
+    gpu: int
+    node_id: str
+    cpu: bool
+    busy: bool
+    resident: list[str]         # the presets whose weights it holds
+    avoided: list[str]          # the jobs that no longer send it work (it failed theirs too often)
+
+
+@dataclass(frozen=True)
 class JobDetail:
     summary: JobSummary
     shots: list[ShotView]
