@@ -55,6 +55,11 @@ class UserFarm:
     def set_priority(self, job_id: str, priority: int) -> bool:
         return self._act(job_id) and self.farm.set_priority(job_id, priority)
 
+    def workers(self) -> list:
+        """The farm's slots, for everyone signed in (what runs on them is shown from their own jobs only);
+        AttributeError from a farm that does not offer them (the cluster's service, so far)."""
+        return self.farm.workers()
+
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self.farm.events(job_id, since) if self._owned(job_id) else []
 

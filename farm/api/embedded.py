@@ -32,7 +32,7 @@ from storyboard.takes import ShotTakes, check_overrides
 
 from . import takes as shot_takes
 from . import views
-from .protocol import JobDetail, JobRequest, JobSummary, TakeView, UnknownJob
+from .protocol import JobDetail, JobRequest, JobSummary, TakeView, UnknownJob, WorkerView
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,11 @@ class EmbeddedFarm:
         request = JobRequest(plan, job.out, job.priority, job.config, None, job.id)
         self.submit(request)
         self.on_reopen(request)
+
+    def workers(self) -> list[WorkerView]:
+        """The pool's slots (the studio's Workers page; the cluster's service does not offer it yet)."""
+        with self.lock:
+            return [views.worker(s, self.pool) for s in self.pool.slots]
 
     # -- running ------------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ class JobSummary:
     state: str              # queued, running, cancelling, done, failed, interrupted, cancelled
     priority: int
     out: str
-    segments: int
+    segments: int                # its items: segments, and delivery stages when it has profiles
     done: int
     failed: int
     reused: int
@@ -78,6 +78,18 @@ class AttemptView:
     started: float
     ended: float | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    name: str
+    node: int
+    gpu: int
+    node_id: str
+    cpu: bool
+    busy: bool
+    resident: list[str]         # the presets whose weights it holds
+    avoided: list[str]          # the jobs that no longer send it work (it failed theirs too often)
 
 
 @dataclass(frozen=True)

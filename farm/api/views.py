@@ -7,7 +7,7 @@ from farm.job.events import JobEvent
 from farm.job.job import Job
 from farm.scheduling.eta import eta_of
 
-from .protocol import AttemptView, JobDetail, JobSummary, SegmentView, ShotView
+from .protocol import AttemptView, JobDetail, JobSummary, SegmentView, ShotView, WorkerView
 
 
 def state_of(job: Job) -> str:
@@ -18,7 +18,7 @@ def state_of(job: Job) -> str:
 
 def summary(job: Job, gpus: int) -> JobSummary:
     ended = job.ended
-    return JobSummary(job.id, job.plan.title, state_of(job), job.priority, str(job.out), len(job.plan.segments),
+    return JobSummary(job.id, job.plan.title, state_of(job), job.priority, str(job.out), len(job.items),
                       len(job.done), len(job.dead), job.reused + job.kept, eta_of(job, gpus),
                       job.failed_shots if ended else [], str(job.episode) if job.episode else None,
                       job.config.get("owner"))
@@ -34,6 +34,11 @@ def detail(job: Job, gpus: int) -> JobDetail:
          for sid, s in job.state.items()],
         [AttemptView(a["segment"], a["n"], a["worker"], a["degree"], a["status"], a["started"], a["ended"],
                      a["error"]) for a in attempts])
+
+
+def worker(slot, pool) -> WorkerView:
+    return WorkerView(slot.name, slot.node, slot.gpu, slot.node_id, slot.cpu, slot.busy, sorted(slot.resident),
+                      sorted(j for j in slot.failures if not pool.usable(slot, j)))
 
 
 class EventLog:

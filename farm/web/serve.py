@@ -1,4 +1,4 @@
-"""`sakuga studio`: the API (and, to come, the pages) served by uvicorn over one farm — an embedded one
+"""`sakuga studio`: the API and the pages served by uvicorn over one farm — an embedded one
 on a local Ray, driven by a thread here, or the cluster's farm service."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from farm.access.users import User, UserStore, check_name
 from storyboard.errors import InputError
 
-from .api import create_app
 from .identity import Identities
+from .studio import create_studio
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ def identities_for(host: str, users: UserStore) -> Identities:
     return Identities(users, User(check_name(getpass.getuser(), "user"), admin=True))
 
 
-def _drive(farm) -> None:
-    """The embedded farm's loop, on a thread of its own (requests call in under its lock)."""
-    while True:
+def _drive(farm, stop: threading.Event | None = None) -> None:
+    """The embedded farm's loop, on a thread of its own (requests call in under its lock), until `stop`."""
+    while stop is None or not stop.is_set():
         try:
             if not farm.step(max_wait=0.2):
                 time.sleep(0.2)
@@ -59,6 +59,6 @@ def serve(*, root: Path, host: str, port: int, address: str | None, gpus: int) -
 
         farm = local_farm(gpus, cache=SegmentCache(default_cache_dir()))
         threading.Thread(target=_drive, args=(farm,), name="farm-loop", daemon=True).start()
-    app = create_app(farm, root=root.resolve(), identities=identities)
+    app = create_studio(farm, root=root.resolve(), identities=identities)
     logger.info("sakuga studio on http://%s:%d (storyboards from %s)", host, port, root)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,84 @@
+"""Screenshots of the studio's pages for the docs, in headless Chromium (Debian's `chromium`), of a
+local studio rendering a small `noop` storyboard on a local Ray.
+
+    python docs/screenshot_studio.py [docs/img]
+
+Writes studio-storyboard.png, studio-queue.png, studio-job.png, studio-shot.png, studio-workers.png.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import uvicorn  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from farm.access.users import User  # noqa: E402
+from farm.api.embedded import local_farm  # noqa: E402
+from farm.web.identity import Identities  # noqa: E402
+from farm.web.serve import _drive  # noqa: E402
+from farm.web.studio import create_studio  # noqa: E402
+
+BOARD = ("sakuga: 1\ntitle: Studio tour\nmodel: noop\noutput: {width: 128, height: 80, fps: 16}\n"
+         "scenes:\n  - id: rooftop\n    shots:\n"
+         "      - {id: wide, frames: 33, prompt: 'a rooftop at dusk, wind in the laundry'}\n"
+         "      - {id: hana, frames: 17, prompt: Hana turns towards the camera}\n"
+         "      - {id: sky, frames: 49, prompt: the sky fills with paper lanterns}\n")
+
+
+def main() -> None:
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "img")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "boards"
+        root.mkdir()
+        (root / "tour.yaml").write_text(BOARD)
+        farm = local_farm(2)
+        app = create_studio(farm, root=root, identities=Identities(None, User("artist", admin=True)),
+                            outputs=Path(tmp) / "jobs")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               timeout_graceful_shutdown=1))
+        stop = threading.Event()
+        threading.Thread(target=server.run, daemon=True).start()
+        threading.Thread(target=_drive, args=(farm, stop), daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.goto(f"{base}/storyboard?path=tour.yaml")
+            page.click("#board button[type=submit]")
+            page.wait_for_selector("#check .plan")
+            page.screenshot(path=folder / "studio-storyboard.png", full_page=True)
+            page.click("#render")
+            page.wait_for_url(f"{base}/jobs/*")
+            job = page.url.rsplit("/", 1)[1]
+            page.wait_for_function("document.querySelectorAll('.shot[data-state=\"done\"]').length === 3",
+                                   timeout=120_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=folder / "studio-job.png", full_page=True)
+            for name, path in (("queue", "/"), ("shot", f"/jobs/{job}/shots/hana"), ("workers", "/workers")):
+                page.goto(base + path)
+                page.screenshot(path=folder / f"studio-{name}.png", full_page=True)
+            browser.close()
+        stop.set()
+        server.should_exit = True
+        farm.close()
+    print(*sorted(str(p) for p in folder.glob("studio-*.png")))
+
+
+if __name__ == "__main__":
+    main()
