@@ -55,6 +55,12 @@ class UserFarm:
     def set_priority(self, job_id: str, priority: int) -> bool:
         return self._act(job_id) and self.farm.set_priority(job_id, priority)
 
+    def pause(self, job_id: str) -> bool:
+        return self._act(job_id) and self.farm.pause(job_id)
+
+    def resume(self, job_id: str) -> bool:
+        return self._act(job_id) and self.farm.resume(job_id)
+
     def workers(self) -> list:
         """The farm's slots, for everyone signed in (what runs on them is shown from their own jobs only);
         AttributeError from a farm that does not offer them (the cluster's service, so far)."""

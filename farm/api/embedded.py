@@ -86,16 +86,25 @@ class EmbeddedFarm:
 
     def jobs(self) -> list[JobSummary]:
         with self.lock:
-            return [views.summary(j, self.gpus) for j in self.loop.jobs.values()]
+            return [views.summary(j, self.gpus, j.id in self.loop.held) for j in self.loop.jobs.values()]
 
     def job(self, job_id: str) -> JobDetail | None:
         with self.lock:
             job = self.loop.jobs.get(job_id)
-            return views.detail(job, self.gpus) if job else None
+            return views.detail(job, self.gpus, job_id in self.loop.held) if job else None
 
     def cancel(self, job_id: str) -> bool:
         with self.lock:
             return self.loop.cancel(job_id)
+
+    def pause(self, job_id: str) -> bool:
+        """Nothing new of the job starts (its running attempts finish); `resume` lets it go on."""
+        with self.lock:
+            return self.loop.hold(job_id, True)
+
+    def resume(self, job_id: str) -> bool:
+        with self.lock:
+            return self.loop.hold(job_id, False)
 
     def set_priority(self, job_id: str, priority: int) -> bool:
         with self.lock:

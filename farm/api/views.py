@@ -10,25 +10,25 @@ from farm.scheduling.eta import eta_of
 from .protocol import AttemptView, JobDetail, JobSummary, SegmentView, ShotView, WorkerView
 
 
-def state_of(job: Job) -> str:
+def state_of(job: Job, held: bool = False) -> str:
     if job.cancelling and not job.ended:
         return "cancelling"
-    return job.status
+    return "paused" if held and not job.ended else job.status
 
 
-def summary(job: Job, gpus: int) -> JobSummary:
+def summary(job: Job, gpus: int, held: bool = False) -> JobSummary:
     ended = job.ended
-    return JobSummary(job.id, job.plan.title, state_of(job), job.priority, str(job.out), len(job.items),
+    return JobSummary(job.id, job.plan.title, state_of(job, held), job.priority, str(job.out), len(job.items),
                       len(job.done), len(job.dead), job.reused + job.kept, eta_of(job, gpus),
                       job.failed_shots if ended else [], str(job.episode) if job.episode else None,
                       job.config.get("owner"))
 
 
-def detail(job: Job, gpus: int) -> JobDetail:
+def detail(job: Job, gpus: int, held: bool = False) -> JobDetail:
     attempts = job.attempt_rows()
     last = {a["segment"]: a["worker"] for a in attempts}
     return JobDetail(
-        summary(job, gpus),
+        summary(job, gpus, held),
         [ShotView(s.id, s.scene, s.frames, list(s.segments)) for s in job.plan.shots],
         [SegmentView(sid, job.by_id[sid].shot, s.status, s.attempts, s.origin, s.error, last.get(sid))
          for sid, s in job.state.items()],

@@ -50,6 +50,12 @@ class ServiceFarm:
     def set_priority(self, job_id: str, priority: int) -> bool:
         return self._call("set_priority", job_id, priority)
 
+    def pause(self, job_id: str) -> bool:
+        return self._call("pause", job_id)
+
+    def resume(self, job_id: str) -> bool:
+        return self._call("resume", job_id)
+
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self._call("events", job_id, since)
 

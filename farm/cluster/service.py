@@ -106,6 +106,12 @@ class FarmService:
     def set_priority(self, job_id: str, priority: int) -> bool:
         return self.farm.set_priority(job_id, priority)
 
+    def pause(self, job_id: str) -> bool:
+        return self.farm.pause(job_id)
+
+    def resume(self, job_id: str) -> bool:
+        return self.farm.resume(job_id)
+
     def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
         return self.farm.events(job_id, since)
 

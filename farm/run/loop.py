@@ -54,6 +54,7 @@ class FarmLoop:
         self.observers = observers        # told about every job's events (the report, once delivered)
         self.placement = Placement(pool, offload)
         self.jobs: dict[str, RunnableJob] = {}
+        self.held: set[str] = set()                         # paused jobs: nothing new of theirs starts
         self.running: dict[object, Attempt] = {}            # a member's call → its attempt
         self.banks: dict[tuple[str, str], object] = {}
         self.publishing: tuple[str, str] | None = None      # finished, being written out
@@ -83,6 +84,19 @@ class FarmLoop:
         for a in self._running_for(job):   # a running worker call cannot be interrupted: replace its workers
             self._stop(a, f"job {job.id} cancelled", replace=True)
             job.end_attempt(a.seg, a.n, "cancelled", "job cancelled")
+        return True
+
+    def hold(self, job_id: str, held: bool) -> bool:
+        """Pause (`held`) or resume a job: a paused job starts nothing new, its running attempts finish
+        and are published; False when there is no such running job or it already is so."""
+        job = self.jobs.get(job_id)
+        if job is None or job.ended or (job_id in self.held) == held:
+            return False
+        if held:
+            self.held.add(job_id)
+        else:
+            self.held.discard(job_id)
+        job.stage("paused: running work finishes, nothing new starts" if held else "resumed")
         return True
 
     @property
@@ -144,7 +158,7 @@ class FarmLoop:
         busy = {(a.job.id, a.seg.id) for a in self.running.values()} | {self.publishing}
         ready, pending, owner = {"gpu": [], "cpu": []}, {"gpu": [], "cpu": []}, {}
         for job in self.jobs.values():
-            if job.cancelling or job.ended:
+            if job.cancelling or job.ended or job.id in self.held:
                 continue
             for seg in job.unfinished():
                 if (job.id, seg.id) in busy:

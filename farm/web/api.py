@@ -131,6 +131,18 @@ def cancel(job_id: str, farm: Mine, request: Request) -> dict:
     return {"cancelling": farm.cancel(job_id)}
 
 
+@router.post("/jobs/{job_id}/pause")
+def pause(job_id: str, farm: Mine, request: Request) -> dict:
+    _exists(request, job_id)
+    return {"paused": farm.pause(job_id)}
+
+
+@router.post("/jobs/{job_id}/resume")
+def resume(job_id: str, farm: Mine, request: Request) -> dict:
+    _exists(request, job_id)
+    return {"resumed": farm.resume(job_id)}
+
+
 @router.post("/jobs/{job_id}/priority")
 def set_priority(job_id: str, body: PriorityBody, farm: Mine, request: Request) -> dict:
     _exists(request, job_id)

@@ -47,6 +47,20 @@ def cancel(job_id: str, request: Request, farm: Viewer):
     return queue_rows(request, farm)
 
 
+@router.post("/jobs/{job_id}/pause")
+def pause(job_id: str, request: Request, farm: Viewer):
+    _detail(farm, job_id)
+    farm.pause(job_id)
+    return queue_rows(request, farm)
+
+
+@router.post("/jobs/{job_id}/resume")
+def resume(job_id: str, request: Request, farm: Viewer):
+    _detail(farm, job_id)
+    farm.resume(job_id)
+    return queue_rows(request, farm)
+
+
 @router.post("/jobs/{job_id}/priority")
 def priority(job_id: str, request: Request, farm: Viewer, value: Annotated[str, Form(alias="priority")]):
     _detail(farm, job_id)

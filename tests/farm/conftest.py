@@ -131,10 +131,15 @@ class FakePool:
         if call.inputs is not None:
             return run_stage(call.seg, call.inputs, self.upscalers, call.slot.name, call.slot.node_id)
         seg = call.seg
-        frames = np.full((seg.frames, seg.height, seg.width, 3), 40 + 10 * seg.index, np.uint8)
+        frames = np.full((seg.frames, seg.height, seg.width, 3), self.level(seg), np.uint8)
         return SegmentResult(encode_mp4_bytes(frames, seg.fps, seg.width, seg.height, preset="ultrafast"),
                              png_bytes(frames[-1]), {"flicker": 0.0}, 0.0, 0.01, 0.01, call.slot.name,
                              call.slot.node_id)
+
+    @staticmethod
+    def level(seg) -> int:
+        """The grey level of a segment's flat frames (subclasses: by seed, to tell takes apart)."""
+        return 40 + 10 * seg.index
 
     def encode_bank(self, preset, wanted, have):
         return None

@@ -86,3 +86,19 @@ def test_a_long_lived_farm_keeps_a_bounded_event_log_and_cursors_stay_valid():
     assert [e.detail for e in log.since("j", 20)] == ["20", "21", "22", "23", "24"]   # counted from the start
     assert [e.detail for e in log.since("j", 0)] == [str(i) for i in range(15, 25)]   # the oldest went
     assert len(log.by_job["j"]) == 10
+
+
+def test_a_paused_job_starts_nothing_new_while_another_goes_on_and_finishes_once_resumed(plan_of, tmp_path, FakePool):
+    pool = FakePool([1])
+    farm = EmbeddedFarm(pool)
+    held = farm.submit(JobRequest(plan_of(tmp_path, "held", 2), tmp_path / "held", priority=10)).id
+    other = farm.submit(JobRequest(plan_of(tmp_path, "other", 2), tmp_path / "other")).id
+    assert farm.pause(held) and not farm.pause(held)          # already paused: nothing to do
+    assert next(j for j in farm.jobs() if j.id == held).state == "paused"
+    farm.wait([other])                                        # the lower priority job runs meanwhile
+    assert len(pool.calls) == 2 and farm.job(held).summary.done == 0   # the other job's two segments only
+    assert [e.detail for e in farm.events(held) if e.kind == "stage"][-1].startswith("paused")
+    assert farm.resume(held) and farm.job(held).summary.state == "running"
+    farm.wait([held])
+    assert farm.job(held).summary.state == "done" and farm.job(held).summary.done == 2
+    assert not farm.pause(held)                               # it has ended

@@ -3,19 +3,14 @@ and keeps the earlier take's files; approving it changes the cut (and what a `st
 it continues from); takes and approvals are in the ledger, so a resumed job keeps them."""
 from __future__ import annotations
 
-from dataclasses import replace
-
-import numpy as np
 import pytest
 
 from farm.api.embedded import EmbeddedFarm
 from farm.api.protocol import JobRequest, UnknownJob
 from farm.job.folder import JobFolder
 from farm.job.ledger import Ledger
-from farm.job.results import SegmentResult
 from farm.job.takes import recorded_takes
 from farm.media.decode import read_frames
-from farm.media.encode import encode_mp4_bytes, png_bytes
 from storyboard.errors import InputError
 from storyboard.load import load
 from storyboard.plan import build_plan
@@ -23,18 +18,12 @@ from tests.farm.conftest import FakePool
 
 
 class SeedPool(FakePool):
-    """FakePool whose segments are flat frames of a level set by their seed (and, chained, by the
-    picture they start from), so two takes of a shot differ where their seeds do."""
+    """FakePool whose segments are flat frames of a level set by their seed, so two takes of a shot
+    differ where their seeds do."""
 
-    def result(self, call):
-        result = super().result(call)
-        if not isinstance(result, SegmentResult) or call.inputs is not None:
-            return result
-        seg = call.seg
-        level = 30 + seg.seed % 190
-        frames = np.full((seg.frames, seg.height, seg.width, 3), level, np.uint8)
-        return replace(result, mp4=encode_mp4_bytes(frames, seg.fps, seg.width, seg.height, preset="ultrafast"),
-                       last_png=png_bytes(frames[-1]))
+    @staticmethod
+    def level(seg) -> int:
+        return level(seg.seed)
 
 
 def level(seed: int) -> int:

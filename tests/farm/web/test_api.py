@@ -62,6 +62,10 @@ def test_user_a_cannot_see_cancel_reprioritise_or_read_user_bs_job(studio):
     job = client.post("/api/jobs", json={"storyboard": "ep/board.yaml"}, headers=as_["bob"]).json()["id"]
     assert client.post(f"/api/jobs/{job}/cancel", headers=as_["alice"]).status_code == 403
     assert client.post(f"/api/jobs/{job}/priority", json={"priority": "urgent"}, headers=as_["alice"]).status_code == 403
+    assert client.post(f"/api/jobs/{job}/pause", headers=as_["alice"]).status_code == 403
+    assert client.post(f"/api/jobs/{job}/pause", headers=as_["bob"]).json() == {"paused": True}
+    assert client.get(f"/api/jobs/{job}", headers=as_["bob"]).json()["summary"]["state"] == "paused"
+    assert client.post(f"/api/jobs/{job}/resume", headers=as_["bob"]).json() == {"resumed": True}
     assert client.get(f"/api/jobs/{job}", headers=as_["alice"]).status_code == 404
     assert client.get(f"/api/jobs/{job}/files/plan.json", headers=as_["alice"]).status_code == 404
     assert client.get("/api/jobs", headers=as_["alice"]).json() == []

@@ -36,6 +36,10 @@ def gated_pool(FakePool):
         def wait(self, calls, timeout):
             return super().wait(calls, timeout) if self.gate.wait(min(timeout, 0.05)) else []
 
+        @staticmethod
+        def level(seg) -> int:   # by seed: a retake's new prompt gives it a new seed, so other pixels
+            return 30 + seg.seed % 190
+
     return GatedPool([2])
 
 
@@ -150,5 +154,18 @@ def retake_compare_approve(page, base: str, job: str) -> None:
     assert abs(times[0] - times[1]) < 0.25      # mirrored play/pause: within a few frames of each other
     page.click('button[aria-label="approve take 2"]')
     page.wait_for_selector('tr[data-take="2"].approved')
+    # the downloaded episode's frames of shot s1 (frames 17..33) are take 2's, not take 1's
+    takes = page.request.get(f"{base}/api/jobs/{job}/shots/s1/takes").json()
+    first, second = (page.request.get(f"{base}/api/jobs/{job}/files/{t['files']['mp4']}").body() for t in takes[:2])
     episode = page.request.get(f"{base}/api/jobs/{job}/files/episode.mp4")
-    assert episode.status == 200 and episode.body()[4:8] == b"ftyp"
+    assert episode.status == 200
+    shot = means(episode.body())[17:34]
+    # flat frames through x264 come back within a level or two; the two takes' levels differ by more
+    assert abs(means(first)[0] - means(second)[0]) > 6
+    assert shot == pytest.approx(means(second), abs=2)
+
+
+def means(mp4: bytes) -> list[float]:
+    from farm.media.decode import read_frames
+
+    return [float(f.mean()) for f in read_frames(mp4)]
