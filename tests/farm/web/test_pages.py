@@ -116,7 +116,7 @@ def test_the_queue_moves_and_reprioritises_only_the_users_own_jobs(studio):
     assert farm.job(first).summary.state != "cancelled" and farm.job(first).summary.priority == 20
     assert bob.post(f"/jobs/{first}/pause", headers={"X-CSRF-Token": b_csrf}).status_code == 404
     rows = alice.post(f"/jobs/{second}/pause", headers={"X-CSRF-Token": a_csrf}).text
-    assert farm.job(second).summary.state == "paused" and f'aria-label="resume' in rows
+    assert farm.job(second).summary.state == "paused" and 'aria-label="resume' in rows
     assert alice.post(f"/jobs/{second}/pause").status_code == 403            # no CSRF token: refused
     alice.post(f"/jobs/{second}/resume", headers={"X-CSRF-Token": a_csrf})
     assert farm.job(second).summary.state == "running"
