@@ -53,6 +53,9 @@ class ServiceFarm:
     def pause(self, job_id: str) -> bool:
         return self._call("pause", job_id)
 
+    def workers(self) -> list:
+        return self._call("workers")
+
     def resume(self, job_id: str) -> bool:
         return self._call("resume", job_id)
 

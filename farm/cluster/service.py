@@ -109,6 +109,9 @@ class FarmService:
     def pause(self, job_id: str) -> bool:
         return self.farm.pause(job_id)
 
+    def workers(self) -> list:
+        return self.farm.workers()
+
     def resume(self, job_id: str) -> bool:
         return self.farm.resume(job_id)
 

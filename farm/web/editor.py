@@ -1,6 +1,7 @@
 """The Storyboard page: a storyboard from under the studio's root in an editor area; "check" runs the
 CLI's own validator on the edited text (problems inline as `FILE:LINE:COL`) and shows the plan preview;
-"render" checks, saves the text over the file and submits it as a job.
+"render" checks, saves the text over the file and submits it as a job. A storyboard folder can also
+be uploaded as a zip (`uploads.py`: confined, capped and validated) and is then opened here.
 
 The edited text is checked from a hidden file beside the original (so its pictures resolve the same
 way), removed afterwards; nothing is saved or submitted unless it validates.
@@ -12,14 +13,15 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 
 from farm.access.guard import UserFarm
 from storyboard.errors import InputError, Problem
 
-from . import api
+from . import api, uploads
 from .page import MAX_FORM_BYTES, render, viewer
 
 logger = logging.getLogger(__name__)
@@ -98,3 +100,14 @@ def render_board(request: Request, farm: Viewer, path: Annotated[str, Form()], t
         draft.replace(file)          # whole or not at all
     submitted = api.submit(api.SubmitBody(storyboard=path, priority=priority), farm, request)
     return Response(status_code=204, headers={"HX-Redirect": f"/jobs/{submitted['id']}"})
+
+
+@router.post("/storyboard/upload")
+async def upload(request: Request, farm: Viewer, archive: UploadFile):
+    """The upload (`uploads.py`), then its first storyboard opened; problems inline, as for "check"."""
+    try:
+        result = await uploads.upload(archive, farm, request)
+    except InputError as e:
+        return render(request, "_check.html.j2", 422, user=farm.user, problems=e.problems, plan=None)
+    first = result["storyboards"][0]["path"]
+    return Response(status_code=204, headers={"HX-Redirect": f"/storyboard?path={quote(first)}"})

@@ -204,7 +204,7 @@ def workers(request: Request, farm: Viewer):
     try:
         slots = farm.workers()
     except (AttributeError, NotImplementedError):
-        raise HTTPException(501, "this farm does not list its workers yet (the cluster's service)") from None
+        raise HTTPException(501, "this farm does not list its workers") from None
     work: dict[str, list[str]] = {}
     for summary in farm.jobs():
         if summary.state in ENDED:

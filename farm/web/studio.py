@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from farm.api.protocol import FarmAPI
 
-from . import editor, live, pages, signin
+from . import editor, live, pages, signin, uploads
 from .api import create_app
 from .identity import Identities
 from .page import SignIn
@@ -22,6 +22,7 @@ async def _sign_in(request: Request, e: SignIn) -> RedirectResponse:
 def create_studio(farm: FarmAPI, *, root: Path, identities: Identities, outputs: Path | None = None) -> FastAPI:
     app = create_app(farm, root=root, identities=identities, outputs=outputs)
     app.include_router(live.router)
+    app.include_router(uploads.router)
     for module in (pages, editor, signin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
