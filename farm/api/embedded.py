@@ -173,7 +173,9 @@ class EmbeddedFarm:
     # -- running ------------------------------------------------------------------------------------
 
     def step(self, max_wait: float = 1.0) -> bool:
-        """One round of the loop; False when there was nothing to do."""
+        """One round of the loop; False when there was nothing to do. The round itself never waits:
+        waiting for the workers (up to `max_wait`) happens after it, without the lock, so the farm
+        API's callers (the studio's requests, its event stream) get in while segments render."""
         with self.lock:
             for job_id in [i for i in self.reopening if self.loop.jobs[i].ended]:
                 try:
@@ -183,8 +185,14 @@ class EmbeddedFarm:
                     logger.error("%s: new take not rendered: %s", job_id, e)
             if not self.loop.busy:
                 return False
-            self.loop.step(max_wait)
-            return True
+            self.loop.step(0.0)
+            calls = list(self.loop.running)
+        if max_wait > 0:
+            if calls:
+                self.pool.wait(calls, max_wait)       # returns once one is done; the next round collects it
+            else:
+                time.sleep(min(max_wait, 0.05))       # nothing running (paused, or waiting on a lane)
+        return True
 
     def wait(self, job_ids: Iterable[str] | None = None) -> list[Job]:
         """Run the loop until the given jobs (default: all) have ended; Ctrl-C interrupts them all."""
