@@ -1,5 +1,6 @@
 """Screenshots of the studio's pages for the docs, in headless Chromium (Debian's `chromium`), of a
-local studio rendering a small `noop` storyboard on a local Ray.
+local studio rendering the pilot with the animatic engine on a local Ray (and retaking its last shot,
+for the Shot page's takes).
 
     python docs/screenshot_studio.py [docs/img]
 
@@ -26,11 +27,7 @@ from farm.web.identity import Identities  # noqa: E402
 from farm.web.serve import _drive  # noqa: E402
 from farm.web.studio import create_studio  # noqa: E402
 
-BOARD = ("sakuga: 1\ntitle: Studio tour\nmodel: noop\noutput: {width: 128, height: 80, fps: 16}\n"
-         "scenes:\n  - id: rooftop\n    shots:\n"
-         "      - {id: wide, frames: 33, prompt: 'a rooftop at dusk, wind in the laundry'}\n"
-         "      - {id: hana, frames: 17, prompt: Hana turns towards the camera}\n"
-         "      - {id: sky, frames: 49, prompt: the sky fills with paper lanterns}\n")
+PILOT = Path(__file__).resolve().parents[1] / "examples" / "pilot"
 
 
 def main() -> None:
@@ -39,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "boards"
         root.mkdir()
-        (root / "tour.yaml").write_text(BOARD)
+        shutil.copytree(PILOT, root / "pilot")
         farm = local_farm(2)
         app = create_studio(farm, root=root, identities=Identities(None, User("artist", admin=True)),
                             outputs=Path(tmp) / "jobs")
@@ -59,18 +56,27 @@ def main() -> None:
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])
             page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.goto(f"{base}/storyboard?path=tour.yaml")
+            page.goto(f"{base}/storyboard?path=pilot/storyboard.yaml")
             page.click("#board button[type=submit]")
             page.wait_for_selector("#check .plan")
             page.screenshot(path=folder / "studio-storyboard.png", full_page=True)
             page.click("#render")
             page.wait_for_url(f"{base}/jobs/*")
             job = page.url.rsplit("/", 1)[1]
-            page.wait_for_function("document.querySelectorAll('.shot[data-state=\"done\"]').length === 3",
-                                   timeout=120_000)
+            page.wait_for_function("document.querySelectorAll('.shot[data-state=\"done\"]').length === 9",
+                                   timeout=600_000)
             page.wait_for_timeout(500)
             page.screenshot(path=folder / "studio-job.png", full_page=True)
-            for name, path in (("queue", "/"), ("shot", f"/jobs/{job}/shots/hana"), ("workers", "/workers")):
+            page.goto(f"{base}/jobs/{job}/shots/platform-030")
+            page.fill("#retake-prompt", "the empty platform at night, rain on the tracks")
+            page.fill("#retake-seed", "5")
+            page.click("#retake button[type=submit]")
+            page.wait_for_function("document.querySelector('tr[data-take=\"2\"][data-status=\"done\"]')",
+                                   timeout=300_000)
+            page.wait_for_selector(".compare video")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=folder / "studio-shot.png", full_page=True)
+            for name, path in (("queue", "/"), ("workers", "/workers")):
                 page.goto(base + path)
                 page.screenshot(path=folder / f"studio-{name}.png", full_page=True)
             browser.close()

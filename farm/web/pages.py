@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 
@@ -40,27 +40,6 @@ def queue_rows(request: Request, farm: Viewer):
     return render(request, "_queue.html.j2", user=farm.user, jobs=_queue(farm))
 
 
-@router.post("/jobs/{job_id}/cancel")
-def cancel(job_id: str, request: Request, farm: Viewer):
-    _detail(farm, job_id)
-    farm.cancel(job_id)
-    return queue_rows(request, farm)
-
-
-@router.post("/jobs/{job_id}/pause")
-def pause(job_id: str, request: Request, farm: Viewer):
-    _detail(farm, job_id)
-    farm.pause(job_id)
-    return queue_rows(request, farm)
-
-
-@router.post("/jobs/{job_id}/resume")
-def resume(job_id: str, request: Request, farm: Viewer):
-    _detail(farm, job_id)
-    farm.resume(job_id)
-    return queue_rows(request, farm)
-
-
 @router.post("/jobs/{job_id}/priority")
 def priority(job_id: str, request: Request, farm: Viewer, value: Annotated[str, Form(alias="priority")]):
     _detail(farm, job_id)
@@ -79,6 +58,14 @@ def move(job_id: str, request: Request, farm: Viewer, direction: Annotated[str, 
     if 0 <= other < len(active):
         step = 1 if direction == "up" else -1
         farm.set_priority(job_id, max(-1000, min(1000, active[other].priority + step)))
+    return queue_rows(request, farm)
+
+
+@router.post("/jobs/{job_id}/{action}")
+def act(job_id: str, action: Literal["cancel", "pause", "resume"], request: Request, farm: Viewer):
+    """Cancel, pause or resume a job of the user's (the farm API's methods of those names)."""
+    _detail(farm, job_id)
+    getattr(farm, action)(job_id)
     return queue_rows(request, farm)
 
 

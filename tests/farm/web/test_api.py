@@ -11,22 +11,14 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from farm.access.users import User, UserStore  # noqa: E402
-from farm.api.embedded import EmbeddedFarm  # noqa: E402
 from farm.web.api import create_app  # noqa: E402
 from farm.web.identity import Identities  # noqa: E402
-
-BOARD = ("sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
-         "scenes:\n  - id: one\n    shots:\n      - {{id: s0, frames: 17, prompt: a}}\n      - {{id: s1, frames: 17, prompt: b}}\n")
+from tests.farm.web.conftest import BOARD  # noqa: E402
 
 
 @pytest.fixture
-def studio(tmp_path, FakePool):
-    root = tmp_path / "boards"
-    (root / "ep").mkdir(parents=True)
-    (root / "ep" / "board.yaml").write_text(BOARD.format(title="ep"))
-    users = UserStore(tmp_path / "users.sqlite")
-    tokens = {name: users.add(name, admin=name == "boss") for name in ("alice", "bob", "boss")}
-    farm = EmbeddedFarm(FakePool([1]))
+def studio(tmp_path, farm_with_users):
+    farm, users, tokens, root = farm_with_users(("alice", "bob", "boss"), admins=("boss",))
     app = create_app(farm, root=root, identities=Identities(users, None), outputs=tmp_path / "jobs")
     client = TestClient(app, raise_server_exceptions=False)
     as_ = {name: {"Authorization": f"Bearer {t}"} for name, t in tokens.items()}

@@ -10,23 +10,14 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from farm.access.users import UserStore  # noqa: E402
-from farm.api.embedded import EmbeddedFarm  # noqa: E402
 from farm.web.identity import Identities  # noqa: E402
 from farm.web.studio import create_studio  # noqa: E402
-
-BOARD = ("sakuga: 1\ntitle: {title}\nmodel: noop\noutput: {{width: 64, height: 64, fps: 16}}\n"
-         "scenes:\n  - id: one\n    shots:\n      - {{id: s0, frames: 17, prompt: a}}\n      - {{id: s1, frames: 17, prompt: b}}\n")
+from tests.farm.web.conftest import BOARD  # noqa: E402
 
 
 @pytest.fixture
-def studio(tmp_path, FakePool):
-    root = tmp_path / "boards"
-    (root / "ep").mkdir(parents=True)
-    (root / "ep" / "board.yaml").write_text(BOARD.format(title="ep"))
-    users = UserStore(tmp_path / "users.sqlite")
-    tokens = {name: users.add(name) for name in ("alice", "bob")}
-    farm = EmbeddedFarm(FakePool([2]))
+def studio(tmp_path, farm_with_users):
+    farm, users, tokens, root = farm_with_users(("alice", "bob"), gpus=2)
     app = create_studio(farm, root=root, identities=Identities(users, None), outputs=tmp_path / "jobs")
     return app, farm, tokens, root
 
