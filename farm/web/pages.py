@@ -138,9 +138,11 @@ def _shot_context(farm: UserFarm, job_id: str, shot_id: str) -> dict:
     shot = next((s for s in detail.shots if s.id == shot_id), None)
     if shot is None:
         raise HTTPException(404, f"job {job_id} has no shot {shot_id!r}")
-    attempts = [a for a in detail.attempts if a.segment in shot.segments]
+    items = [s for s in detail.segments if s.shot == shot_id]   # every take's segments, and its stages
+    ids = {s.id for s in items}
+    attempts = [a for a in detail.attempts if a.segment in ids]
     return {"job": detail.summary, "shot": shot, "planned": _planned_shot(detail, shot_id), "attempts": attempts,
-            "segments": [s for s in detail.segments if s.shot == shot_id], "takes": _takes(farm, job_id, shot_id)}
+            "segments": items, "takes": _takes(farm, job_id, shot_id)}
 
 
 @router.get("/jobs/{job_id}/shots/{shot_id}")
