@@ -9,22 +9,18 @@ Writes studio-storyboard.png, studio-queue.png, studio-job.png, studio-shot.png,
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import uvicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from farm.access.users import User  # noqa: E402
 from farm.api.embedded import local_farm  # noqa: E402
 from farm.web.identity import Identities  # noqa: E402
-from farm.web.serve import _drive  # noqa: E402
+from farm.web.serve import in_background  # noqa: E402
 from farm.web.studio import create_studio  # noqa: E402
 
 PILOT = Path(__file__).resolve().parents[1] / "examples" / "pilot"
@@ -40,18 +36,7 @@ def main() -> None:
         farm = local_farm(2)
         app = create_studio(farm, root=root, identities=Identities(None, User("artist", admin=True)),
                             outputs=Path(tmp) / "jobs")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               timeout_graceful_shutdown=1))
-        stop = threading.Event()
-        threading.Thread(target=server.run, daemon=True).start()
-        threading.Thread(target=_drive, args=(farm, stop), daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
-        with sync_playwright() as pw:
+        with in_background(app, farm) as base, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])
@@ -80,8 +65,6 @@ def main() -> None:
                 page.goto(base + path)
                 page.screenshot(path=folder / f"studio-{name}.png", full_page=True)
             browser.close()
-        stop.set()
-        server.should_exit = True
         farm.close()
     print(*sorted(str(p) for p in folder.glob("studio-*.png")))
 

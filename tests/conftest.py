@@ -1,7 +1,9 @@
-"""Shared fixtures: small storyboards on disk with real PNGs, and the `sakuga` CLI run in-process."""
+"""Shared fixtures: small storyboards on disk with real PNGs, the `sakuga` CLI run in-process, and
+Debian's Chromium for the tests that open pages."""
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -73,3 +75,22 @@ def sakuga_cache(tmp_path_factory) -> Path:
         os.environ.pop("SAKUGA_CACHE", None)
     else:
         os.environ["SAKUGA_CACHE"] = old
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium through Playwright, kept off the network (this machine has none); skipped
+    without it, unless SAKUGA_REQUIRE_BROWSER (CI) says it must be there."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("SAKUGA_REQUIRE_BROWSER"):
+            pytest.fail("SAKUGA_REQUIRE_BROWSER is set but there is no chromium on PATH")
+        pytest.skip("no chromium on PATH (Debian package `chromium`; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()

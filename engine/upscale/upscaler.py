@@ -69,20 +69,38 @@ class Upscaler:
 
     def _batch(self, frames: np.ndarray, width: int, height: int) -> list[np.ndarray]:
         import torch
-        import torch.nn.functional as F
 
         how = self.fit(frames.shape[2], frames.shape[1], width, height)
-        left, top, right, bottom = how.crop
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(frames[:, top:bottom, left:right])).to(self.device)
-            x = x.permute(0, 3, 1, 2).to(self.dtype) / 255.0
+            x = cropped(frames, how.crop, self.device, self.dtype)
             if how.net:
                 x = run_tiled(self.model, x, self.scale, self.preset.tile, self.preset.overlap)
-            if x.shape[-2:] != (height, width):
-                mode = self.preset.resize
-                x = F.interpolate(x.float(), size=(height, width), mode=mode,
-                                  **({} if mode == "area" else {"antialias": True, "align_corners": False}))
-            # to uint8 in place (the output is the largest tensor here): x255, clamp, round half up
-            x = x.float().mul_(255.0).clamp_(0.0, 255.0).add_(0.5).to(torch.uint8)
-            out = x.permute(0, 2, 3, 1).cpu().numpy()
-        return list(out)
+            return frames_of(resized(x, width, height, self.preset.resize))
+
+
+def cropped(frames: np.ndarray, crop: tuple[int, int, int, int], device=None, dtype=None):
+    """(F, H, W, 3) uint8 frames' `crop` (left, top, right, bottom) as an (F, 3, h, w) tensor in 0..1."""
+    import torch
+
+    left, top, right, bottom = crop
+    x = torch.from_numpy(np.ascontiguousarray(frames[:, top:bottom, left:right])).to(device)
+    return x.permute(0, 3, 1, 2).to(dtype or torch.float32) / 255.0
+
+
+def resized(x, width: int, height: int, mode: str = "bicubic"):
+    """(F, 3, h, w) to exactly (F, 3, height, width), antialiased (`area` is its own antialiasing)."""
+    import torch.nn.functional as F
+
+    if x.shape[-2:] == (height, width):
+        return x
+    return F.interpolate(x.float(), size=(height, width), mode=mode,
+                         **({} if mode == "area" else {"antialias": True, "align_corners": False}))
+
+
+def frames_of(x) -> list[np.ndarray]:
+    """(F, 3, H, W) in 0..1 back to uint8 frames: in place (the output is the largest tensor here),
+    x255, clamp, round half up."""
+    import torch
+
+    x = x.float().mul_(255.0).clamp_(0.0, 255.0).add_(0.5).to(torch.uint8)
+    return list(x.permute(0, 2, 3, 1).cpu().numpy())

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from farm.delivery.profiles import DeliveryPlan
 from farm.job.publish import link_or_copy, publish_json
-from farm.media.loudness import BLOCK, NormalizedSoundtrack, Target, measure
+from farm.media.loudness import NormalizedSoundtrack, Target, file_blocks, measure
 from farm.media.retime import retimed_samples
-from farm.media.sound import AUDIO_RATE, Soundtrack
+from farm.media.sound import AUDIO_RATE
 from farm.stages.stage import last_stage
 from storyboard.plan import ShotPlan
 
@@ -137,13 +137,7 @@ def _sound(audio: str | None, samples: int, target) -> tuple[object | None, dict
 
 def _measure_file(path: Path, samples: int):
     """The loudness of the delivered file's sound (decoded again: what the viewer hears)."""
-    def blocks():
-        with Soundtrack(path) as sound:
-            left = samples
-            while left > 0:
-                yield sound.read(min(BLOCK, left))
-                left -= BLOCK
-    return measure(blocks, AUDIO_RATE)
+    return measure(file_blocks(path, samples, AUDIO_RATE), AUDIO_RATE)
 
 
 def _masters(episode: Path, masters: list[str]) -> list[Path]:

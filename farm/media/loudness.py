@@ -29,6 +29,8 @@ import av
 import av.filter
 import numpy as np
 
+from .sound import Soundtrack
+
 BLOCK = 48_000                 # samples per frame pushed into a graph
 MAX_LIMITER_PASSES = 4
 LIMITER_MARGIN_DB = 1.0        # the limiter's ceiling under the target TP (4x oversampling is not exact)
@@ -84,6 +86,18 @@ def blocks_of(samples: np.ndarray) -> Blocks:
     if samples.ndim != 2 or samples.shape[0] not in (1, 2):
         raise ValueError(f"expected (channels, samples) with 1 or 2 channels, got {samples.shape}")
     return lambda: (samples[:, i:i + BLOCK] for i in range(0, samples.shape[1], BLOCK))
+
+
+def file_blocks(path, samples: int, rate: int = 48_000) -> Blocks:
+    """A sound file's first `samples` samples at `rate` (silence once the file runs out), in blocks."""
+    def blocks() -> Iterator[np.ndarray]:
+        with Soundtrack(path, rate=rate) as sound:
+            left = samples
+            while left > 0:
+                n = min(BLOCK, left)
+                yield sound.read(n)
+                left -= n
+    return blocks
 
 
 def filtered(blocks: Iterable[np.ndarray], rate: int, chain: Chain) -> Iterator[av.AudioFrame]:
@@ -218,16 +232,7 @@ class NormalizedSoundtrack:
     final pass streams as the encoder asks for sound, so no soundtrack is ever held whole."""
 
     def __init__(self, path, samples: int, target: Target, *, rate: int = 48_000):
-        from .sound import Soundtrack
-
-        def blocks() -> Iterator[np.ndarray]:
-            with Soundtrack(path, rate=rate) as sound:     # silence once the file runs out
-                left = samples
-                while left > 0:
-                    n = min(BLOCK, left)
-                    yield sound.read(n)
-                    left -= n
-
+        blocks = file_blocks(path, samples, rate)
         self.rate, self.channels = rate, 2
         self.normalization = plan_normalization(blocks, rate, target)
         self._out = apply(self.normalization, blocks, rate)

@@ -71,15 +71,16 @@ def joined(clips: Sequence[bytes]) -> Iterator[np.ndarray]:
 
 
 def resized(frames: Iterable[np.ndarray], stage: Stage) -> Iterator[np.ndarray]:
-    """The crop and an antialiased resize to the stage's size, without a net."""
+    """The crop and an antialiased resize to the stage's size, without a net (the upscaler's own steps)."""
     import torch
-    import torch.nn.functional as F
 
-    left, top, right, bottom = stage.crop
+    from engine.upscale.upscaler import cropped, frames_of
+    from engine.upscale.upscaler import resized as to_size
+
     for frame in frames:
-        x = torch.from_numpy(np.ascontiguousarray(frame[top:bottom, left:right])).permute(2, 0, 1)[None].float()
-        x = F.interpolate(x, size=(stage.height, stage.width), mode="bicubic", antialias=True, align_corners=False)
-        yield x[0].permute(1, 2, 0).clamp_(0, 255).add_(0.5).to(torch.uint8).numpy()
+        with torch.inference_mode():     # per frame: a generator must not leave the mode on while suspended
+            out = frames_of(to_size(cropped(frame[None], stage.crop), stage.width, stage.height))
+        yield from out
 
 
 def run_stage(stage: Stage, inputs: Sequence[bytes], upscalers: Upscalers, worker: str = "",

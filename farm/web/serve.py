@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import getpass
 import logging
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from farm.access.users import User, UserStore, check_name
@@ -39,6 +42,33 @@ def _drive(farm, stop: threading.Event | None = None) -> None:
         except Exception:   # noqa: BLE001 - a bad round must not stop the studio; faults end jobs in the loop
             logger.exception("farm loop")
             time.sleep(1.0)
+
+
+@contextmanager
+def in_background(app, farm) -> Iterator[str]:
+    """The studio `app` on a free loopback port and `farm`'s loop, each on a thread, for as long as the
+    block runs (screenshots, browser tests); yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    stop = threading.Event()
+    threads = [threading.Thread(target=server.run, daemon=True),
+               threading.Thread(target=_drive, args=(farm, stop), daemon=True)]
+    for t in threads:
+        t.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        server.should_exit = True
+        for t in threads:
+            t.join(10)
 
 
 def serve(*, root: Path, host: str, port: int, address: str | None, gpus: int) -> None:

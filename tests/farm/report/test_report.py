@@ -1,6 +1,4 @@
 """The QC report and contact sheet: opened in headless Chromium, rebuilt by `sakuga report`, flags."""
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,6 @@ from farm.report.report import THUMB_WIDTH
 from storyboard.load import load
 from storyboard.plan import build_plan
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STORYBOARD = """\
 sakuga: 1
 title: Report <check> & co
@@ -48,23 +45,6 @@ def rendered(ray_cluster, tmp_path_factory) -> Path:
     outcome = render(plan, folder / "out", gpus=2, show_progress=False)
     assert outcome.failed_shots == ["d"]
     return folder / "out"
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        if os.environ.get("SAKUGA_REQUIRE_BROWSER"):
-            pytest.fail("SAKUGA_REQUIRE_BROWSER is set but there is no chromium on PATH")
-        pytest.skip("no chromium on PATH (Debian package `chromium`; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        # the flags keep Chromium off the network, which this machine does not have
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
 
 
 def test_the_report_loads_cleanly_in_chromium_with_one_card_per_shot(rendered, browser):

@@ -10,11 +10,8 @@ animatic engine would draw both takes alike: with a start picture its pixels do 
 prompt.)"""
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,10 +20,9 @@ pytest.importorskip("fastapi")
 from farm.access.users import User  # noqa: E402
 from farm.api.embedded import EmbeddedFarm  # noqa: E402
 from farm.web.identity import Identities  # noqa: E402
-from farm.web.serve import _drive  # noqa: E402
+from farm.web.serve import in_background  # noqa: E402
 from farm.web.studio import create_studio  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"     # axe-core 4.14.1 from npm, MPL-2.0
 PILOT = Path(__file__).resolve().parents[3] / "examples" / "pilot"
 SHOTS = ["rooftop-010", "rooftop-020", "rooftop-030", "street-010", "street-020", "street-030", "platform-010",
@@ -52,44 +48,17 @@ def gated_pool(FakePool):
 
 @pytest.fixture
 def studio(tmp_path, gated_pool):
-    import uvicorn
-
     shutil.copytree(PILOT, tmp_path / "boards" / "pilot")
     farm = EmbeddedFarm(gated_pool)
     app = create_studio(farm, root=tmp_path / "boards", identities=Identities(None, User("artist", admin=True)),
                         outputs=tmp_path / "jobs")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    stop = threading.Event()
-    threads = [threading.Thread(target=server.run, daemon=True), threading.Thread(target=_drive, args=(farm, stop), daemon=True)]
-    for t in threads:
-        t.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", farm, gated_pool
-    stop.set()
-    server.should_exit = True
-    for t in threads:
-        t.join(10)
+    with in_background(app, farm) as base:
+        yield base, farm, gated_pool
 
 
 @pytest.fixture
-def page():
-    if CHROMIUM is None:
-        if os.environ.get("SAKUGA_REQUIRE_BROWSER"):
-            pytest.fail("SAKUGA_REQUIRE_BROWSER is set but there is no chromium on PATH")
-        pytest.skip("no chromium on PATH (Debian package `chromium`; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield browser.new_page(viewport={"width": 1280, "height": 900})
-        browser.close()
+def page(browser):
+    return browser.new_page(viewport={"width": 1280, "height": 900})
 
 
 def serious_violations(page) -> list[str]:
