@@ -1,0 +1,88 @@
+"""Which running tasks to stop, at their next step boundary, so that urgent work does not wait.
+
+A ready task that fits nowhere looks for a node where lower-priority running tasks, stopped at their
+next denoising step boundary, would free enough GPUs for its planned gang. It asks only when that is
+sooner than waiting, counting the restart the stopped tasks will pay (`Task.restart_s`) against the
+time until GPUs free up anyway; of the nodes that would do, the one ready soonest (then the fewest GPUs
+stopped) wins, and the lowest-priority, longest-remaining tasks go first. A stopped task loses nothing
+but the restart (its steps are checkpointed) and resumes at whatever degree the policy then picks.
+
+Aging: a task is stopped at most `MAX_PREEMPTIONS` times, so however much urgent work arrives, every
+task finishes; and a stopped task keeps its place in the order (its long remaining chain), so it goes
+back ahead of work of its class that has not started.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from .tasks import Running, Stop, Task, View
+
+MAX_PREEMPTIONS = 2
+
+
+def choose_stops(view: View, want: Callable[[Task], int], rank: Callable[[Task], int]) -> list[Stop]:
+    running = [r for r in view.running if not r.stopping]
+    if not running or not view.ready:
+        return []
+    lowest = min(r.task.priority for r in running)
+    urgent = sorted((t for t in view.ready if t.priority > lowest), key=rank)
+    if not urgent:
+        return []
+    now = view.now
+    free = {n: len(g) for n, g in view.free.items()}
+    on_node: dict[int, list[Running]] = defaultdict(list)
+    for r in view.running:
+        on_node[r.node].append(r)
+    stopped: set[str] = set()
+    stops = []
+    for task in urgent:
+        degree = want(task)
+        fits = [n for n, c in free.items() if c >= degree]
+        if fits:      # it starts as soon as the policy places it: keep its GPUs out of the count
+            free[min(fits, key=lambda n: free[n])] -= degree
+            continue
+        natural = min((_free_at(on_node[n], free.get(n, 0), degree, now) for n in on_node), default=float("inf"))
+        best = None
+        for node, tasks in on_node.items():
+            plan = _victims(tasks, task, free.get(node, 0), degree, now, stopped)
+            if plan is not None and (best is None or plan[:2] < best[:2]):
+                best = (*plan, node)
+        if best is None or natural <= best[0] + task.restart_s:
+            continue      # waiting costs no more than stopping someone
+        ready_at, gpus, victims, node = best
+        stops += [Stop(r.task.id) for r in victims]
+        stopped.update(r.task.id for r in victims)
+        free[node] = free.get(node, 0) + gpus - degree
+    return stops
+
+
+def _victims(tasks: list[Running], urgent: Task, idle: int, degree: int, now: float, stopped: set[str]):
+    """(when the GPUs are free, GPUs stopped, the tasks) for freeing `degree` GPUs on one node by
+    stopping lower-priority tasks there; None when they would not free enough."""
+    candidates = sorted((r for r in tasks if not r.stopping and r.task.id not in stopped
+                         and r.task.priority < urgent.priority and r.task.preempted < MAX_PREEMPTIONS),
+                        key=lambda r: (r.task.priority, -(r.end - now)))
+    chosen, have, at = [], idle, now
+    for r in candidates:
+        if have >= degree:
+            break
+        step, boundary = r.next_boundary(now)
+        if step >= r.task.steps:
+            continue      # it is on its last step: stopping would not free anything sooner
+        chosen.append(r)
+        have += len(r.gpus)
+        at = max(at, boundary)
+    if have < degree:
+        return None
+    return at, have - idle, chosen
+
+
+def _free_at(tasks: list[Running], idle: int, degree: int, now: float) -> float:
+    """When `degree` GPUs of a node are idle without stopping anything."""
+    count, at = idle, now
+    for r in sorted(tasks, key=lambda r: r.end):
+        if count >= degree:
+            break
+        count, at = count + len(r.gpus), r.end
+    return at if count >= degree else float("inf")
