@@ -17,9 +17,10 @@ so a round costs about the tasks it starts, not the queue.
 """
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 
-from .preemption import choose_stops
+from .preemption import choose_stops, growth, soonest
 from .tasks import Running, Start, Stop, Task, View, best_fit, topological
 
 LOOKAHEAD = 64
@@ -42,15 +43,27 @@ class Moldable:
             return []
         idle = _NodeClock(view, free)
         reserved: dict[int, float] = {}      # node → when a reserved gang will start there
+        lowest = min((r.task.priority for r in view.running), default=0)
+        sooner: dict[tuple[int, int], tuple[int | None, float]] = {}   # (priority, degree) → by stopping
         starts, misses = [], 0
         for task in sorted(view.ready, key=lambda t: self.rank[t.id]):
             if not free or misses >= LOOKAHEAD:
                 break
             want = self.want(task, widest)
+            if len(view.ready) == 1 and not view.pending:
+                # the last task of the queue: as wide as idle GPUs allow (elastic growth resumes here)
+                want = max([d for d in task.degrees(widest) if any(len(g) >= d for g in free.values())] or [want])
             open_nodes = [n for n in free if n not in reserved]
             start = best_fit(task, want, free, view.resident, open_nodes)
             if start is None:
                 wait_node, ready_at = idle.first(want, reserved)
+                if view.preempt and task.priority > lowest and wait_node not in reserved:
+                    # stopping lower-priority work at its next step boundary may free a gang sooner
+                    if (task.priority, want) not in sooner:
+                        sooner[(task.priority, want)] = soonest(view, task, want)
+                    node, at = sooner[(task.priority, want)]
+                    if at < ready_at and node not in reserved:
+                        wait_node, ready_at = node, at
                 for d in reversed([d for d in task.degrees(widest) if d < want]):
                     if now + task.time(d) <= ready_at + task.time(want):
                         start = best_fit(task, d, free, view.resident, open_nodes)
@@ -76,7 +89,8 @@ class Moldable:
         if not view.preempt:
             return []
         self.plan(view)
-        return choose_stops(view, lambda t: self.want(t, view.cluster.widest), lambda t: self.rank[t.id])
+        return (choose_stops(view, lambda t: self.want(t, view.cluster.widest), lambda t: self.rank[t.id])
+                or growth(view, view.cluster.widest))
 
     def want(self, task: Task, widest: int) -> int:
         """The planned degree, or the efficient one where the plan's is no longer allowed (an OOM
@@ -115,6 +129,9 @@ class Moldable:
         offset = max(0.0, min(t.release for t in tasks) - view.now)
         busy = sum(len(r.gpus) * remaining[r.task.id] for r in running)
         area = busy + sum(degree[t.id] * t.time(degree[t.id]) for t in tasks)
+        if not any(t.deps for t in tasks):
+            return _allocate_independent(tasks, degree, area, total, offset, widest, view.now)
+        tasks = topological(tasks)   # once: widening changes times, not the order
         while True:
             finish, critical = _critical_path(tasks, degree, remaining, view.now)
             if finish - offset <= area / total:
@@ -135,6 +152,25 @@ class Moldable:
             old = degree[best.id]
             degree[best.id] = next(d for d in best.degrees(widest) if d > old)
             area += degree[best.id] * best.time(degree[best.id]) - old * best.time(old)
+
+
+def _allocate_independent(tasks: list[Task], degree: dict[str, int], area: float, total: int, offset: float,
+                          widest: int, now: float) -> dict[str, int]:
+    """CPA for tasks without dependencies: the critical path is the longest task, kept on a heap."""
+    def finish(t: Task) -> float:
+        return max(t.release - now, 0.0) + t.time(degree[t.id])
+
+    heap = [(-finish(t), i) for i, t in enumerate(tasks)]
+    heapq.heapify(heap)
+    while heap and -heap[0][0] - offset > area / total:
+        t = tasks[heap[0][1]]
+        wider = [d for d in t.degrees(widest) if d > degree[t.id]]
+        if not wider or t.time(wider[0]) >= t.time(degree[t.id]):
+            break     # the longest task cannot get shorter: the path is as short as it gets
+        old, degree[t.id] = degree[t.id], wider[0]
+        area += degree[t.id] * t.time(degree[t.id]) - old * t.time(old)
+        heapq.heapreplace(heap, (-finish(t), heap[0][1]))
+    return degree
 
 
 class _NodeClock:
@@ -178,12 +214,12 @@ class _NodeClock:
 
 def _critical_path(tasks: list[Task], degree: dict[str, int], remaining: dict[str, float],
                    now: float) -> tuple[float, list[Task]]:
-    """Length of the longest chain of unstarted tasks (from now, counting releases and what is still
-    running), and the unstarted tasks on it."""
+    """Length of the longest chain of unstarted `tasks` (in topological order; from now, counting
+    releases and what is still running), and the unstarted tasks on it."""
     by_id = {t.id: t for t in tasks}
     finish: dict[str, float] = {}
     via: dict[str, str | None] = {}
-    for t in topological(tasks):
+    for t in tasks:     # in topological order
         start, came = max(t.release - now, 0.0), None
         for d in t.deps:
             f = finish.get(d, remaining.get(d, 0.0))

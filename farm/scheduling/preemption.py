@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 
 from .tasks import Running, Stop, Task, View
 
@@ -55,6 +56,44 @@ def choose_stops(view: View, want: Callable[[Task], int], rank: Callable[[Task],
         stopped.update(r.task.id for r in victims)
         free[node] = free.get(node, 0) + gpus - degree
     return stops
+
+
+def growth(view: View, widest: int) -> list[Stop]:
+    """Elastic width at the end of the queue: with nothing waiting and GPUs idle, a running task that
+    would end sooner restarted on a wider gang of its node (stopped at its next boundary, paying the
+    restart) is stopped; the policy then starts it again on the idle GPUs with its own."""
+    if view.ready or view.pending:
+        return []
+    idle = {n: len(g) for n, g in view.free.items() if g}
+    stops = []
+    for r in sorted(view.running, key=lambda r: -r.end):
+        spare = idle.get(r.node, 0)
+        if not spare or r.stopping or r.task.preempted >= MAX_PREEMPTIONS:
+            continue
+        step, at = r.next_boundary(view.now)
+        wider = [d for d in r.task.degrees(widest) if len(r.gpus) < d <= len(r.gpus) + spare]
+        if step >= r.task.steps or not wider:
+            continue
+        resumed = replace(r.task, done=step)
+        if at + resumed.time(wider[-1]) + r.task.restart_s < r.end:
+            stops.append(Stop(r.task.id))
+            idle[r.node] = spare - (wider[-1] - len(r.gpus))
+    return stops
+
+
+def soonest(view: View, task: Task, degree: int) -> tuple[int | None, float]:
+    """The node where stopping lower-priority work frees `degree` GPUs for `task` soonest, and when
+    (None, inf when no stopping would)."""
+    free = {n: len(g) for n, g in view.free.items()}
+    on_node: dict[int, list[Running]] = defaultdict(list)
+    for r in view.running:
+        on_node[r.node].append(r)
+    best: tuple[int | None, float] = (None, float("inf"))
+    for node, tasks in on_node.items():
+        plan = _victims(tasks, task, free.get(node, 0), degree, view.now, set())
+        if plan is not None and plan[0] + task.restart_s < best[1]:
+            best = (node, plan[0] + task.restart_s)
+    return best
 
 
 def _victims(tasks: list[Running], urgent: Task, idle: int, degree: int, now: float, stopped: set[str]):

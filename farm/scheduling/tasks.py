@@ -144,9 +144,12 @@ def best_fit(task: Task, degree: int, free: dict[int, list[int]], resident: Mapp
         return None
 
     def warm(n: int, g: int) -> bool:
-        return task.model in resident.get((n, g), ())
+        return bool(task.model) and task.model in resident.get((n, g), ())
 
-    node = min(nodes, key=lambda n: (len(free[n]), -sum(warm(n, g) for g in free[n]), n))
+    if task.model:
+        node = min(nodes, key=lambda n: (len(free[n]), -sum(warm(n, g) for g in free[n]), n))
+    else:
+        node = min(nodes, key=lambda n: (len(free[n]), n))
     gpus = sorted(free[node], key=lambda g: (not warm(node, g), g))[:degree]
     for g in gpus:
         free[node].remove(g)
