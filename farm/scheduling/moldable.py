@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 
+from .packing import multifit
 from .preemption import choose_stops, growth, soonest
 from .tasks import Running, Start, Stop, Task, View, best_fit, topological
 
@@ -33,7 +34,7 @@ class Moldable:
         self.degree: dict[str, int] = {}      # the plan: task → degree
         self.level: dict[str, float] = {}     # task → its remaining chain (bottom level) at those degrees
         self.rank: dict[str, int] = {}        # task → place in the placement order
-        self.tail: dict[str, float] = {}      # task → the chain after it (its level less itself)
+        self.intent: dict[str, int] = {}      # urgent task → the degree it waits for (what stops free)
 
     def decide(self, view: View) -> list[Start]:
         self.plan(view)
@@ -55,15 +56,19 @@ class Moldable:
                 want = max([d for d in task.degrees(widest) if any(len(g) >= d for g in free.values())] or [want])
             open_nodes = [n for n in free if n not in reserved]
             start = best_fit(task, want, free, view.resident, open_nodes)
+            if start is None and view.preempt and task.priority > lowest:
+                # urgent: the gang that ends soonest, counting GPUs that stopping lower-priority work frees
+                want, (node, at) = self.urgent_gang(task, want, view, free, open_nodes, idle, reserved, sooner)
+                self.intent[task.id] = want
+                if at <= now:
+                    start = best_fit(task, want, free, view.resident, open_nodes)
+                else:
+                    if node is not None and node not in reserved:
+                        reserved[node] = at
+                    misses += 1
+                    continue
             if start is None:
                 wait_node, ready_at = idle.first(want, reserved)
-                if view.preempt and task.priority > lowest and wait_node not in reserved:
-                    # stopping lower-priority work at its next step boundary may free a gang sooner
-                    if (task.priority, want) not in sooner:
-                        sooner[(task.priority, want)] = soonest(view, task, want)
-                    node, at = sooner[(task.priority, want)]
-                    if at < ready_at and node not in reserved:
-                        wait_node, ready_at = node, at
                 for d in reversed([d for d in task.degrees(widest) if d < want]):
                     if now + task.time(d) <= ready_at + task.time(want):
                         start = best_fit(task, d, free, view.resident, open_nodes)
@@ -89,8 +94,32 @@ class Moldable:
         if not view.preempt:
             return []
         self.plan(view)
-        return (choose_stops(view, lambda t: self.want(t, view.cluster.widest), lambda t: self.rank[t.id])
-                or growth(view, view.cluster.widest))
+        widest = view.cluster.widest
+        return (choose_stops(view, lambda t: self.intent.get(t.id) or self.want(t, widest), lambda t: self.rank[t.id])
+                or growth(view, widest))
+
+    @staticmethod
+    def urgent_gang(task: Task, want: int, view: View, free, open_nodes, idle: _NodeClock, reserved,
+                    sooner: dict) -> tuple[int, tuple[int | None, float]]:
+        """For work that may stop lower-priority tasks: the degree (up to the planned one) that ends
+        soonest, and where and when its GPUs are free (now, when they free up anyway, or when stopped
+        tasks reach their step boundary)."""
+        now, best = view.now, None
+        for d in task.degrees(view.cluster.widest):
+            if d > want:
+                break
+            if any(len(free[n]) >= d for n in open_nodes):
+                node, at = None, now
+            else:
+                node, at = idle.first(d, reserved)
+                if (task.priority, d) not in sooner:
+                    sooner[(task.priority, d)] = soonest(view, task, d)
+                other, when = sooner[(task.priority, d)]
+                if when < at and other not in reserved:
+                    node, at = other, when
+            if best is None or at + task.time(d) < best[0] - 1e-9:
+                best = (at + task.time(d), d, (node, at))
+        return best[1], best[2]
 
     def want(self, task: Task, widest: int) -> int:
         """The planned degree, or the efficient one where the plan's is no longer allowed (an OOM
@@ -111,12 +140,15 @@ class Moldable:
         running = defaultdict(list)
         for r in view.running:
             running[r.task.priority].append(r)
-        self.degree = {}
+        self.degree, packed = {}, {}
         for priority, members in classes.items():
             self.degree.update(self.allocate(view, members, running[priority]))
+            if all(not t.deps and self.degree[t.id] == 1 for t in members):
+                # independent one-GPU work: in the order of its tightest packing
+                starts = multifit([t.time(1) for t in members], view.cluster.total)
+                packed.update((t.id, s) for t, s in zip(members, starts))
         self.level = _bottom_levels(tasks, self.degree)
-        self.tail = {t.id: self.level[t.id] - t.time(self.degree[t.id]) for t in tasks}
-        order = sorted(tasks, key=lambda t: (-t.priority, -self.level[t.id], t.id))
+        order = sorted(tasks, key=lambda t: (-t.priority, packed.get(t.id, 0.0), -self.level[t.id], t.id))
         self.rank = {t.id: i for i, t in enumerate(order)}
 
     def allocate(self, view: View, tasks: list[Task], running: list[Running]) -> dict[str, int]:

@@ -4,7 +4,7 @@ A ready task that fits nowhere looks for a node where lower-priority running tas
 next denoising step boundary, would free enough GPUs for its planned gang. It asks only when that is
 sooner than waiting, counting the restart the stopped tasks will pay (`Task.restart_s`) against the
 time until GPUs free up anyway; of the nodes that would do, the one ready soonest (then the fewest GPUs
-stopped) wins, and the lowest-priority, longest-remaining tasks go first. A stopped task loses nothing
+stopped) wins, and the tasks whose boundary comes soonest go first. A stopped task loses nothing
 but the restart (its steps are checkpointed) and resumes at whatever degree the policy then picks.
 
 Aging: a task is stopped at most `MAX_PREEMPTIONS` times, so however much urgent work arrives, every
@@ -91,24 +91,26 @@ def soonest(view: View, task: Task, degree: int) -> tuple[int | None, float]:
     best: tuple[int | None, float] = (None, float("inf"))
     for node, tasks in on_node.items():
         plan = _victims(tasks, task, free.get(node, 0), degree, view.now, set())
-        if plan is not None and plan[0] + task.restart_s < best[1]:
-            best = (node, plan[0] + task.restart_s)
+        if plan is not None and plan[0] < best[1]:
+            best = (node, plan[0])
     return best
 
 
 def _victims(tasks: list[Running], urgent: Task, idle: int, degree: int, now: float, stopped: set[str]):
     """(when the GPUs are free, GPUs stopped, the tasks) for freeing `degree` GPUs on one node by
     stopping lower-priority tasks there; None when they would not free enough."""
-    candidates = sorted((r for r in tasks if not r.stopping and r.task.id not in stopped
-                         and r.task.priority < urgent.priority and r.task.preempted < MAX_PREEMPTIONS),
-                        key=lambda r: (r.task.priority, -(r.end - now)))
+    candidates = []
+    for r in tasks:
+        if r.stopping or r.task.id in stopped or r.task.priority >= urgent.priority \
+                or r.task.preempted >= MAX_PREEMPTIONS:
+            continue
+        step, boundary = r.next_boundary(now)
+        if step < r.task.steps:    # on its last step, stopping it would free nothing sooner
+            candidates.append((boundary, r.task.priority, -(r.end - now), r))
     chosen, have, at = [], idle, now
-    for r in candidates:
+    for boundary, _, _, r in sorted(candidates, key=lambda c: c[:3]):   # soonest free first
         if have >= degree:
             break
-        step, boundary = r.next_boundary(now)
-        if step >= r.task.steps:
-            continue      # it is on its last step: stopping would not free anything sooner
         chosen.append(r)
         have += len(r.gpus)
         at = max(at, boundary)
