@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 
+from . import lookahead
 from .packing import multifit
 from .preemption import choose_stops, growth, soonest
 from .tasks import Running, Start, Stop, Task, View, best_fit, topological
@@ -30,7 +31,8 @@ LOOKAHEAD = 64
 class Moldable:
     name = "moldable"
 
-    def __init__(self) -> None:
+    def __init__(self, fixed: dict[str, int] | None = None) -> None:
+        self.fixed = fixed                    # degrees to use as they are (the lookahead's trials)
         self.degree: dict[str, int] = {}      # the plan: task → degree
         self.level: dict[str, float] = {}     # task → its remaining chain (bottom level) at those degrees
         self.rank: dict[str, int] = {}        # task → place in the placement order
@@ -142,7 +144,7 @@ class Moldable:
             running[r.task.priority].append(r)
         self.degree, packed = {}, {}
         for priority, members in classes.items():
-            self.degree.update(self.allocate(view, members, running[priority]))
+            self.degree.update(self.allocation(view, members, running[priority]))
             if all(not t.deps and self.degree[t.id] == 1 for t in members):
                 # independent one-GPU work: in the order of its tightest packing
                 starts = multifit([t.time(1) for t in members], view.cluster.total)
@@ -151,7 +153,17 @@ class Moldable:
         order = sorted(tasks, key=lambda t: (-t.priority, packed.get(t.id, 0.0), -self.level[t.id], t.id))
         self.rank = {t.id: i for i, t in enumerate(order)}
 
-    def allocate(self, view: View, tasks: list[Task], running: list[Running]) -> dict[str, int]:
+    def allocation(self, view: View, tasks: list[Task], running: list[Running]) -> dict[str, int]:
+        """A class's degrees: given (a lookahead trial), CPA's for independent or large classes, else
+        the best of a few tried in the simulator (`lookahead.py`)."""
+        if self.fixed is not None:
+            return {t.id: self.fixed.get(t.id) or t.efficient_degree(view.cluster.widest) for t in tasks}
+        if len(tasks) > lookahead.MAX_TASKS or not any(t.deps for t in tasks):
+            return self.allocate(view, tasks, running)
+        options = lookahead.candidates(tasks, lambda s: self.allocate(view, tasks, running, s), view.cluster.widest)
+        return lookahead.best(tasks, view.cluster, view.now, options, Moldable)
+
+    def allocate(self, view: View, tasks: list[Task], running: list[Running], stretch: float = 1.0) -> dict[str, int]:
         widest, total = view.cluster.widest, max(view.cluster.total, 1)
         degree = {t.id: t.efficient_degree(widest) for t in tasks}
         if all(len(t.degrees(widest)) == 1 for t in tasks):
@@ -166,7 +178,7 @@ class Moldable:
         tasks = topological(tasks)   # once: widening changes times, not the order
         while True:
             finish, critical = _critical_path(tasks, degree, remaining, view.now)
-            if finish - offset <= area / total:
+            if finish - offset <= stretch * area / total:
                 return degree
             best, best_gain = None, 0.0
             for t in critical:
