@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
+from dataclasses import replace
 
 from . import lookahead
 from .packing import multifit
-from .preemption import choose_stops, growth, soonest
+from .preemption import growth, stoppable, to_stop
 from .tasks import Running, Start, Stop, Task, View, best_fit, topological
 
 LOOKAHEAD = 64
@@ -36,7 +37,8 @@ class Moldable:
         self.degree: dict[str, int] = {}      # the plan: task → degree
         self.level: dict[str, float] = {}     # task → its remaining chain (bottom level) at those degrees
         self.rank: dict[str, int] = {}        # task → place in the placement order
-        self.intent: dict[str, int] = {}      # urgent task → the degree it waits for (what stops free)
+        self.to_stop: list[str] = []          # what the last round chose to stop, for `stops`
+        self.seen: set[str] = set()           # tasks that were ready when a plan was made
 
     def decide(self, view: View) -> list[Start]:
         self.plan(view)
@@ -46,8 +48,10 @@ class Moldable:
             return []
         idle = _NodeClock(view, free)
         reserved: dict[int, float] = {}      # node → when a reserved gang will start there
+        holder: dict[int, int] = {}          # node → the priority of the task it is reserved for
         lowest = min((r.task.priority for r in view.running), default=0)
-        sooner: dict[tuple[int, int], tuple[int | None, float]] = {}   # (priority, degree) → by stopping
+        clocks: dict[int, _NodeClock] = {}   # priority → its clock, counting what it may stop
+        stopping: dict[str, None] = {}       # tasks chosen to stop this round (in order)
         starts, misses = [], 0
         for task in sorted(view.ready, key=lambda t: self.rank[t.id]):
             if not free or misses >= LOOKAHEAD:
@@ -58,19 +62,17 @@ class Moldable:
                 want = max([d for d in task.degrees(widest) if any(len(g) >= d for g in free.values())] or [want])
             open_nodes = [n for n in free if n not in reserved]
             start = best_fit(task, want, free, view.resident, open_nodes)
-            if start is None and view.preempt and task.priority > lowest:
-                # urgent: the gang that ends soonest, counting GPUs that stopping lower-priority work frees
-                want, (node, at) = self.urgent_gang(task, want, view, free, open_nodes, idle, reserved, sooner)
-                self.intent[task.id] = want
-                if at <= now:
-                    start = best_fit(task, want, free, view.resident, open_nodes)
-                else:
-                    if node is not None and node not in reserved:
-                        reserved[node] = at
-                    misses += 1
-                    continue
             if start is None:
-                wait_node, ready_at = idle.first(want, reserved)
+                clock = idle
+                if view.preempt and task.priority > lowest:
+                    # urgent: lower-priority work counts as gone at its next step boundary, where
+                    # stopping it frees GPUs sooner (by more than its restart) than waiting would
+                    if task.priority not in clocks:
+                        clocks[task.priority] = _NodeClock(view, free, below=task.priority)
+                    urgent = clocks[task.priority].first(want, reserved)
+                    if urgent[1] + task.restart_s < idle.first(want, reserved)[1]:
+                        clock = clocks[task.priority]
+                wait_node, ready_at = clock.first(want, reserved)
                 for d in reversed([d for d in task.degrees(widest) if d < want]):
                     if now + task.time(d) <= ready_at + task.time(want):
                         start = best_fit(task, d, free, view.resident, open_nodes)
@@ -78,50 +80,36 @@ class Moldable:
                             break
                 if start is None:
                     # backfill a reserved node only with work that is done before its gang starts
-                    fits = [n for n, at in reserved.items() if n in free and now + task.time(want) <= at]
+                    # (with preemption, never lower-priority work on a node held for more urgent work: it
+                    # would only be stopped again)
+                    fits = [n for n, at in reserved.items() if n in free and now + task.time(want) <= at
+                            and not (view.preempt and task.priority < holder[n])]
                     start = best_fit(task, want, free, view.resident, fits)
                 if start is None:
                     if wait_node is not None and wait_node not in reserved:
-                        reserved[wait_node] = ready_at
+                        reserved[wait_node], holder[wait_node] = ready_at, task.priority
+                        if clock is not idle:
+                            stopping.update(dict.fromkeys(to_stop(view, wait_node, task, want, ready_at,
+                                                                  len(free.get(wait_node, ())), stopping)))
                     misses += 1
                     continue
             misses = 0
             starts.append(start)
-            idle.started(start.node, now + task.time(start.degree), start.degree)
+            for c in [idle, *clocks.values()]:
+                c.started(start.node, now + task.time(start.degree), start.degree)
             if not free[start.node]:
                 del free[start.node]
+        self.to_stop = list(stopping)
         return starts
 
     def stops(self, view: View) -> list[Stop]:
+        """What this round's `decide` chose to stop for urgent work (still running, not yet stopping);
+        with nothing waiting, running tasks that would end sooner on a wider gang (elastic growth)."""
         if not view.preempt:
             return []
-        self.plan(view)
-        widest = view.cluster.widest
-        return (choose_stops(view, lambda t: self.intent.get(t.id) or self.want(t, widest), lambda t: self.rank[t.id])
-                or growth(view, widest))
-
-    @staticmethod
-    def urgent_gang(task: Task, want: int, view: View, free, open_nodes, idle: _NodeClock, reserved,
-                    sooner: dict) -> tuple[int, tuple[int | None, float]]:
-        """For work that may stop lower-priority tasks: the degree (up to the planned one) that ends
-        soonest, and where and when its GPUs are free (now, when they free up anyway, or when stopped
-        tasks reach their step boundary)."""
-        now, best = view.now, None
-        for d in task.degrees(view.cluster.widest):
-            if d > want:
-                break
-            if any(len(free[n]) >= d for n in open_nodes):
-                node, at = None, now
-            else:
-                node, at = idle.first(d, reserved)
-                if (task.priority, d) not in sooner:
-                    sooner[(task.priority, d)] = soonest(view, task, d)
-                other, when = sooner[(task.priority, d)]
-                if when < at and other not in reserved:
-                    node, at = other, when
-            if best is None or at + task.time(d) < best[0] - 1e-9:
-                best = (at + task.time(d), d, (node, at))
-        return best[1], best[2]
+        running = {r.task.id for r in view.running if not r.stopping}
+        chosen, self.to_stop = [Stop(t) for t in self.to_stop if t in running], []
+        return chosen or growth(view, view.cluster.widest)
 
     def want(self, task: Task, widest: int) -> int:
         """The planned degree, or the efficient one where the plan's is no longer allowed (an OOM
@@ -132,10 +120,15 @@ class Moldable:
     # -- the plan -------------------------------------------------------------------------------------
 
     def plan(self, view: View) -> None:
-        """Plan again when a task the plan does not cover is queued; otherwise keep the plan."""
+        """Plan again when a task the plan does not cover is queued, or a class's first tasks become
+        ready (an urgent job released: planned for the cluster as it is then); otherwise keep the plan."""
         tasks = view.ready + view.pending
-        if all(t.id in self.rank for t in tasks):
+        lowest = min((r.task.priority for r in view.running), default=None)
+        # urgent work newly ready: planned again for the cluster as it is now
+        fresh = {t.id for t in view.ready if lowest is not None and t.priority > lowest} - self.seen
+        if all(t.id in self.rank for t in tasks) and not fresh:
             return
+        self.seen |= {t.id for t in view.ready}
         classes: dict[int, list[Task]] = defaultdict(list)
         for t in tasks:
             classes[t.priority].append(t)
@@ -150,7 +143,11 @@ class Moldable:
                 starts = multifit([t.time(1) for t in members], view.cluster.total)
                 packed.update((t.id, s) for t, s in zip(members, starts))
         self.level = _bottom_levels(tasks, self.degree)
-        order = sorted(tasks, key=lambda t: (-t.priority, packed.get(t.id, 0.0), -self.level[t.id], t.id))
+        for r in view.running:      # covered too: one stopped later comes back with its remaining time
+            self.degree.setdefault(r.task.id, len(r.gpus))
+            self.level.setdefault(r.task.id, max(r.end - view.now, 0.0))
+        order = sorted(tasks + [r.task for r in view.running],
+                       key=lambda t: (-t.priority, packed.get(t.id, 0.0), -self.level[t.id], t.id))
         self.rank = {t.id: i for i, t in enumerate(order)}
 
     def allocation(self, view: View, tasks: list[Task], running: list[Running]) -> dict[str, int]:
@@ -161,7 +158,7 @@ class Moldable:
         if len(tasks) > lookahead.MAX_TASKS or not any(t.deps for t in tasks):
             return self.allocate(view, tasks, running)
         options = lookahead.candidates(tasks, lambda s: self.allocate(view, tasks, running, s), view.cluster.widest)
-        return lookahead.best(tasks, view.cluster, view.now, options, Moldable)
+        return lookahead.best(tasks, view.cluster, view.now, options, Moldable, _held(view, tasks[0].priority))
 
     def allocate(self, view: View, tasks: list[Task], running: list[Running], stretch: float = 1.0) -> dict[str, int]:
         widest, total = view.cluster.widest, max(view.cluster.total, 1)
@@ -217,14 +214,33 @@ def _allocate_independent(tasks: list[Task], degree: dict[str, int], area: float
     return degree
 
 
+def _held(view: View, priority: int) -> tuple[Running, ...]:
+    """What a class of `priority` cannot use now, as the simulator's `busy`: every running task of the
+    other classes until its end, or (with preemption) a lower-priority one until its next step boundary."""
+    held = []
+    for r in view.running:
+        if r.task.priority == priority:
+            continue
+        end = r.end
+        if view.preempt and r.task.priority < priority:
+            end = min(end, stoppable(r, view.now) or end)
+        held.append(Running(replace(r.task, id=f"held:{r.task.id}"), r.node, r.gpus, 0.0, max(end - view.now, 0.0)))
+    return tuple(held)
+
+
 class _NodeClock:
     """When each node will have d idle GPUs (by the running tasks' ends), kept up to date as the round
     starts tasks: a query costs a pass over the nodes, not over everything running."""
 
-    def __init__(self, view: View, free: dict[int, list[int]]):
+    def __init__(self, view: View, free: dict[int, list[int]], below: int | None = None):
+        """With `below`, running tasks of lower priority that can be stopped count as ending at their
+        next step boundary (the clock of urgent work, which may stop them)."""
         self.ends: dict[int, list[tuple[float, int]]] = defaultdict(list)
         for r in view.running:
-            self.ends[r.node].append((r.end, len(r.gpus)))
+            end = r.end
+            if below is not None and r.task.priority < below:
+                end = min(end, stoppable(r, view.now) or end)
+            self.ends[r.node].append((end, len(r.gpus)))
         self.idle = {n: len(free.get(n, ())) for n in range(len(view.cluster.gpus))}
         self.now = view.now
         self.cache: dict[int, dict[int, float]] = {}
