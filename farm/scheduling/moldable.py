@@ -9,11 +9,10 @@ saved per extra GPU-second gets the next wider degree. So chains on the critical
 and independent work packs onto single GPUs. The plan (degrees, bottom levels, the placement order)
 is kept until a task it does not cover shows up.
 
-Placement each round: ready tasks go by priority, then longest remaining chain. A task that does not
-fit at its degree starts narrower if that finishes no later than waiting would; otherwise it reserves
-the node that frees up first, and later tasks may only backfill that node if they end before. After
-`LOOKAHEAD` tasks in a row that cannot start the round ends (as batch schedulers bound backfilling),
-so a round costs about the tasks it starts, not the queue.
+Placement each round (`rounds.py`): ready tasks go by priority, then their place in the plan's order
+(longest remaining chain; independent one-GPU work in the order of its tightest packing, `packing.py`).
+After `LOOKAHEAD` tasks in a row that cannot start the round ends (as batch schedulers bound
+backfilling), so a round costs about the tasks it starts, not the queue.
 """
 from __future__ import annotations
 
@@ -23,8 +22,9 @@ from dataclasses import replace
 
 from . import lookahead
 from .packing import multifit
-from .preemption import growth, stoppable, to_stop
-from .tasks import Running, Start, Stop, Task, View, best_fit, topological
+from .preemption import growth, stoppable
+from .rounds import Round
+from .tasks import Running, Start, Stop, Task, View, topological
 
 LOOKAHEAD = 64
 
@@ -42,64 +42,24 @@ class Moldable:
 
     def decide(self, view: View) -> list[Start]:
         self.plan(view)
-        now, widest = view.now, view.cluster.widest
-        free = {n: list(g) for n, g in view.free.items() if g}
-        if not free or not view.ready:
-            return []
-        idle = _NodeClock(view, free)
-        reserved: dict[int, float] = {}      # node → when a reserved gang will start there
-        holder: dict[int, int] = {}          # node → the priority of the task it is reserved for
-        lowest = min((r.task.priority for r in view.running), default=0)
-        clocks: dict[int, _NodeClock] = {}   # priority → its clock, counting what it may stop
-        stopping: dict[str, None] = {}       # tasks chosen to stop this round (in order)
+        widest = view.cluster.widest
+        placing = Round(view)
         starts, misses = [], 0
         for task in sorted(view.ready, key=lambda t: self.rank[t.id]):
-            if not free or misses >= LOOKAHEAD:
+            if not placing.free or misses >= LOOKAHEAD:
                 break
             want = self.want(task, widest)
             if len(view.ready) == 1 and not view.pending:
                 # the last task of the queue: as wide as idle GPUs allow (elastic growth resumes here)
-                want = max([d for d in task.degrees(widest) if any(len(g) >= d for g in free.values())] or [want])
-            open_nodes = [n for n in free if n not in reserved]
-            start = best_fit(task, want, free, view.resident, open_nodes)
+                want = max([d for d in task.degrees(widest) if any(len(g) >= d for g in placing.free.values())]
+                           or [want])
+            start = placing.place(task, want)
             if start is None:
-                clock = idle
-                if view.preempt and task.priority > lowest:
-                    # urgent: lower-priority work counts as gone at its next step boundary, where
-                    # stopping it frees GPUs sooner (by more than its restart) than waiting would
-                    if task.priority not in clocks:
-                        clocks[task.priority] = _NodeClock(view, free, below=task.priority)
-                    urgent = clocks[task.priority].first(want, reserved)
-                    if urgent[1] + task.restart_s < idle.first(want, reserved)[1]:
-                        clock = clocks[task.priority]
-                wait_node, ready_at = clock.first(want, reserved)
-                for d in reversed([d for d in task.degrees(widest) if d < want]):
-                    if now + task.time(d) <= ready_at + task.time(want):
-                        start = best_fit(task, d, free, view.resident, open_nodes)
-                        if start is not None:
-                            break
-                if start is None:
-                    # backfill a reserved node only with work that is done before its gang starts
-                    # (with preemption, never lower-priority work on a node held for more urgent work: it
-                    # would only be stopped again)
-                    fits = [n for n, at in reserved.items() if n in free and now + task.time(want) <= at
-                            and not (view.preempt and task.priority < holder[n])]
-                    start = best_fit(task, want, free, view.resident, fits)
-                if start is None:
-                    if wait_node is not None and wait_node not in reserved:
-                        reserved[wait_node], holder[wait_node] = ready_at, task.priority
-                        if clock is not idle:
-                            stopping.update(dict.fromkeys(to_stop(view, wait_node, task, want, ready_at,
-                                                                  len(free.get(wait_node, ())), stopping)))
-                    misses += 1
-                    continue
+                misses += 1
+                continue
             misses = 0
             starts.append(start)
-            for c in [idle, *clocks.values()]:
-                c.started(start.node, now + task.time(start.degree), start.degree)
-            if not free[start.node]:
-                del free[start.node]
-        self.to_stop = list(stopping)
+        self.to_stop = list(placing.stopping)
         return starts
 
     def stops(self, view: View) -> list[Stop]:
@@ -226,50 +186,6 @@ def _held(view: View, priority: int) -> tuple[Running, ...]:
             end = min(end, stoppable(r, view.now) or end)
         held.append(Running(replace(r.task, id=f"held:{r.task.id}"), r.node, r.gpus, 0.0, max(end - view.now, 0.0)))
     return tuple(held)
-
-
-class _NodeClock:
-    """When each node will have d idle GPUs (by the running tasks' ends), kept up to date as the round
-    starts tasks: a query costs a pass over the nodes, not over everything running."""
-
-    def __init__(self, view: View, free: dict[int, list[int]], below: int | None = None):
-        """With `below`, running tasks of lower priority that can be stopped count as ending at their
-        next step boundary (the clock of urgent work, which may stop them)."""
-        self.ends: dict[int, list[tuple[float, int]]] = defaultdict(list)
-        for r in view.running:
-            end = r.end
-            if below is not None and r.task.priority < below:
-                end = min(end, stoppable(r, view.now) or end)
-            self.ends[r.node].append((end, len(r.gpus)))
-        self.idle = {n: len(free.get(n, ())) for n in range(len(view.cluster.gpus))}
-        self.now = view.now
-        self.cache: dict[int, dict[int, float]] = {}
-
-    def started(self, node: int, end: float, degree: int) -> None:
-        self.ends[node].append((end, degree))
-        self.idle[node] -= degree
-        self.cache.clear()
-
-    def at(self, node: int, degree: int) -> float:
-        count, at = self.idle[node], self.now
-        for end, used in sorted(self.ends[node]):
-            if count >= degree:
-                break
-            count, at = count + used, end
-        return at if count >= degree else float("inf")
-
-    def first(self, degree: int, reserved: dict[int, float]) -> tuple[int | None, float]:
-        """The unreserved node that first has `degree` idle GPUs, and when."""
-        times = self.cache.setdefault(degree, {})
-        best: tuple[int | None, float] = (None, float("inf"))
-        for node in self.idle:
-            if node in reserved:
-                continue
-            if node not in times:
-                times[node] = self.at(node, degree)
-            if times[node] < best[1]:
-                best = (node, times[node])
-        return best
 
 
 def _critical_path(tasks: list[Task], degree: dict[str, int], remaining: dict[str, float],
