@@ -7,7 +7,8 @@ tighter and looser, every task at one degree) in the discrete-event simulator, a
 cluster alone once the GPUs it cannot take are free (work of other classes until it ends; with
 preemption, lower-priority work only until its next step boundary), and keeps the one that ends first
 (then the one using fewer GPU-seconds). This happens when work arrives, not every round, and only for
-classes of at most `MAX_TASKS` tasks: past that, CPA's plan stands (a plan must stay cheap). Then a
+classes of at most `MAX_TASKS` tasks (`MAX_INDEPENDENT` without dependencies): past that, CPA's plan
+stands (a plan must stay cheap). Then a
 local search (a few random allocations, then stochastic hill climbing, seeded: the same plan on every machine) changes one to three
 tasks' degrees at a time and keeps what ends sooner, within a budget of simulations.
 """
@@ -25,6 +26,7 @@ from .workload import Workload
 logger = logging.getLogger(__name__)
 
 MAX_TASKS = 400
+MAX_INDEPENDENT = 100   # a batch of independent shots: past this its packing order does the work
 STRETCHES = (0.5, 0.75, 1.0, 1.5)
 BUDGET = 400        # simulations at most, and at most WORK simulated tasks in all: a plan stays under ~1 s
 WORK = 8000

@@ -111,11 +111,12 @@ class Moldable:
         self.rank = {t.id: i for i, t in enumerate(order)}
 
     def allocation(self, view: View, tasks: list[Task], running: list[Running]) -> dict[str, int]:
-        """A class's degrees: given (a lookahead trial), CPA's for independent or large classes, else
-        the best of a few tried in the simulator (`lookahead.py`)."""
+        """A class's degrees: given (a lookahead trial), CPA's for a large class, else the best of a few
+        tried in the simulator (`lookahead.py`)."""
         if self.fixed is not None:
             return {t.id: self.fixed.get(t.id) or t.efficient_degree(view.cluster.widest) for t in tasks}
-        if len(tasks) > lookahead.MAX_TASKS or not any(t.deps for t in tasks):
+        independent = not any(t.deps for t in tasks)
+        if len(tasks) > (lookahead.MAX_INDEPENDENT if independent else lookahead.MAX_TASKS):
             return self.allocate(view, tasks, running)
         options = lookahead.candidates(tasks, lambda s: self.allocate(view, tasks, running, s), view.cluster.widest)
         return lookahead.best(tasks, view.cluster, view.now, options, Moldable, _held(view, tasks[0].priority))
