@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 MAX_TASKS = 400
 MAX_INDEPENDENT = 100   # a batch of independent shots: past this its packing order does the work
 STRETCHES = (0.5, 0.75, 1.0, 1.5)
-BUDGET = 400        # simulations at most, and at most WORK simulated tasks in all: a plan stays under ~1 s
-WORK = 8000
+BUDGET = 200        # simulations at most, and at most WORK simulated tasks in all: a plan stays under ~1 s
+WORK = 4000
 EXPLORE = 0.25      # the share of the budget spent on allocations drawn at random before climbing
 
 

@@ -39,6 +39,7 @@ class Moldable:
         self.rank: dict[str, int] = {}        # task → place in the placement order
         self.to_stop: list[str] = []          # what the last round chose to stop, for `stops`
         self.seen: set[str] = set()           # tasks that were ready when a plan was made
+        self.packed: dict[str, float] = {}    # independent one-GPU task → its start in the packing
 
     def decide(self, view: View) -> list[Start]:
         self.plan(view)
@@ -46,7 +47,7 @@ class Moldable:
         placing = Round(view)
         starts, misses = [], 0
         for task in sorted(view.ready, key=lambda t: self.rank[t.id]):
-            if not placing.free or misses >= LOOKAHEAD:
+            if misses >= LOOKAHEAD or not (placing.free or placing.may_stop_for(task)):
                 break
             want = self.want(task, widest)
             if len(view.ready) == 1 and not view.pending:
@@ -95,13 +96,20 @@ class Moldable:
         running = defaultdict(list)
         for r in view.running:
             running[r.task.priority].append(r)
-        self.degree, packed = {}, {}
+        # only a class with new work, or urgent work newly ready, is planned again: the rest keep theirs
+        changed = {t.priority for t in tasks if t.id not in self.rank or t.id in fresh}
+        degree, packed = {}, {}
         for priority, members in classes.items():
-            self.degree.update(self.allocation(view, members, running[priority]))
-            if all(not t.deps and self.degree[t.id] == 1 for t in members):
+            if priority not in changed:
+                degree.update((t.id, self.degree[t.id]) for t in members)
+                packed.update((t.id, self.packed[t.id]) for t in members if t.id in self.packed)
+                continue
+            degree.update(self.allocation(view, members, running[priority]))
+            if all(not t.deps and degree[t.id] == 1 for t in members):
                 # independent one-GPU work: in the order of its tightest packing
                 starts = multifit([t.time(1) for t in members], view.cluster.total)
                 packed.update((t.id, s) for t, s in zip(members, starts))
+        self.degree, self.packed = degree, packed
         self.level = _bottom_levels(tasks, self.degree)
         for r in view.running:      # covered too: one stopped later comes back with its remaining time
             self.degree.setdefault(r.task.id, len(r.gpus))

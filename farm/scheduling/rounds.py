@@ -26,6 +26,10 @@ class Round:
         self.stopping: dict[str, None] = {}       # tasks chosen to stop (in order)
         self.lowest = min((r.task.priority for r in view.running), default=0)
 
+    def may_stop_for(self, task: Task) -> bool:
+        """Whether `task` may stop running work (so it is placed even with no GPU free)."""
+        return self.view.preempt and task.priority > self.lowest
+
     def place(self, task: Task, want: int) -> Start | None:
         view, now, free = self.view, self.view.now, self.free
         open_nodes = [n for n in free if n not in self.reserved]
@@ -57,7 +61,7 @@ class Round:
     def clock(self, task: Task, want: int) -> NodeClock:
         """The cluster's clock for `task`: urgent work may count stoppable lower-priority work as gone at
         its next step boundary, when that frees its gang sooner than waiting, by more than the restart."""
-        if not self.view.preempt or task.priority <= self.lowest:
+        if not self.may_stop_for(task):
             return self.idle
         if task.priority not in self.clocks:
             self.clocks[task.priority] = NodeClock(self.view, self.free, below=task.priority)
