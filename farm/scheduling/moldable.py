@@ -45,10 +45,12 @@ class Moldable:
         self.plan(view)
         widest = view.cluster.widest
         placing = Round(view)
-        starts, misses = [], 0
+        starts, misses, waiting_urgent = [], 0, None
         for task in sorted(view.ready, key=lambda t: self.rank[t.id]):
             if misses >= LOOKAHEAD or not (placing.free or placing.may_stop_for(task)):
                 break
+            if waiting_urgent is not None and task.priority < waiting_urgent:
+                break     # while urgent work waits for GPUs stopped for it, nothing below it starts
             want = self.want(task, widest)
             if len(view.ready) == 1 and not view.pending:
                 # the last task of the queue: as wide as idle GPUs allow (elastic growth resumes here)
@@ -56,6 +58,8 @@ class Moldable:
                            or [want])
             start = placing.place(task, want)
             if start is None:
+                if placing.may_stop_for(task) and waiting_urgent is None:
+                    waiting_urgent = task.priority
                 misses += 1
                 continue
             misses = 0
