@@ -8,7 +8,7 @@ pipelines configure it (solver order 2, flow prediction) for 2 of 8 steps; the n
 cheap stand-in for the transformer, which a checkpoint does not involve. At the boundary after step 2
 the checkpoint is captured (latents and sampler state copied to the CPU), serialised with
 `StepState.to_bytes`, read back with `from_bytes`, and the loop resumes from it. On a GPU, capture
-adds the device-to-host copy of the same bytes (about 10 ms per 100 MB over PCIe 4).
+adds the device-to-host copy of the same bytes (not measured here).
 """
 from __future__ import annotations
 

@@ -258,3 +258,18 @@ def test_a_checkpoint_taken_alone_resumes_in_a_gang_of_two(scene, uninterrupted)
         step, state_latents, n = got[rank][2][0], got[rank][2][1], got[rank][3]
         assert step == 3 and n == 1                      # resumed at 2 (rank 1 from rank 0's), stopped after 3
         assert np.array_equal(state_latents, at_3)
+
+
+def test_magcache_on_a_resumed_render_counts_from_the_resumed_step():
+    """MagCache indexes its ratios by its own step count: resumed at step 4 of 8 it is given the ratios
+    of steps 4..7 (after the interpolation to 8 steps it would have made) and 4 steps to count."""
+    from diffusers.hooks.mag_cache import nearest_interp
+
+    from engine.wan.speed import cache_config
+    from engine.wan.speed_options import CacheOptions
+
+    cache = CacheOptions(kind="mag", threshold=0.1, mag_ratios=[1.0, 0.99, 0.98, 0.97, 0.95])
+    whole, resumed = cache_config(cache, None, 8), cache_config(cache, None, 8, start=4)
+    assert whole.num_inference_steps == 8 and resumed.num_inference_steps == 4
+    assert torch.equal(resumed.mag_ratios, whole.mag_ratios[4:])
+    assert torch.equal(whole.mag_ratios, nearest_interp(torch.tensor(cache.mag_ratios), 8))
