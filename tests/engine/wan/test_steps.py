@@ -3,6 +3,7 @@ checkpoint with only the steps left and ends where the uninterrupted render ends
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import replace
 
 import numpy as np
@@ -126,6 +127,8 @@ def test_boundary_returning_true_raises_stopped_at_that_step_with_its_checkpoint
     assert stopped.value.state is control.states[2]       # the one it captured, not a second copy
     expected = StepState.from_bytes(uninterrupted[1][2])
     assert stopped.value.state.step == 2 and np.abs(stopped.value.state.latents - expected.latents).max() <= SAME
+    again = pickle.loads(pickle.dumps(stopped.value))     # as it crosses to another process
+    assert again.step == 2 and np.array_equal(again.state.latents, stopped.value.state.latents)
     # a stop asked after the last step is not a stop: what is left is the decode
     assert np.abs(denoise(Control(stop_at=4)) - uninterrupted[0].latents).max() <= SAME
 
