@@ -89,3 +89,12 @@ def test_the_decode_is_shared_exactly_when_diffusers_tiles_it(size, monkeypatch)
     assert td.tiles_decode(vae, shape) == bool(calls)
     vae.disable_tiling()
     assert not td.tiles_decode(vae, shape)
+
+
+@pytest.mark.parametrize("name", ["anisora-v2", "anisora-v3", "anisora-v3-1080p", "anisora-v3.2",
+                                  "wan2.1-i2v-14b-720p", "wan2.1-t2v-1.3b"])
+def test_no_preset_prices_a_shared_decode_above_what_the_tiles_balance_allows(name):
+    cost = load_preset(name).cost
+    assert cost.decode_efficiency, name
+    for k, efficiency in cost.decode_efficiency.items():
+        assert efficiency <= min(td.balance(wan_tiles(1280, 720), k), td.balance(wan_tiles(1920, 1088), k)), (name, k)
