@@ -54,12 +54,6 @@ class CfgSplit:
         return uncond + guidance_scale * (cond - uncond)
 
 
-def wanted(ranks: int, guidance: float, enabled: bool) -> bool:
-    """Whether a render on `ranks` with this guidance splits its passes: guidance above 1 (two passes),
-    an even gang, and the preset's `options.cfg_parallel`."""
-    return enabled and guidance > 1.0 and ranks >= 2 and ranks % 2 == 0
-
-
 def half_layout(ranks: int, heads: int, tokens: int) -> Layout | None:
     """The sequence-parallel layout inside each half of a gang of `ranks` (None: halves of one rank)."""
     return None if ranks == 2 else layout(ranks // 2, heads, tokens)

@@ -28,8 +28,9 @@ from ..base import Progress, Rendered
 from ..fit import fit_picture
 from ..memory import fsdp
 from ..memory.residency import place
-from ..parallel import cfg, sharding, tiled_decode
-from ..parallel.layout import layout, tokens
+from ..parallel import cfg as cfg_parallel
+from ..parallel import sharding, tiled_decode
+from ..parallel.layout import cfg_halves, layout, tokens
 from . import tiny
 from .encoders import BankEncoders, PictureEncoder, load_qc_encoder
 from .keyframe_pipeline import KeyframePipeline, keyframe_condition
@@ -193,19 +194,19 @@ class WanEngine:
     def _shard(self, ranks: int, latent_shape: tuple[int, ...], guidance: float = 1.0) -> None:
         """Split the transformers' attention over the gang (or undo an earlier split for a lone render);
         with CFG-parallel, the two passes over its halves, each half's attention over its ranks."""
-        split = cfg.wanted(ranks, guidance, self.opts.cfg_parallel) and self._cfg_splits(ranks)
+        split = cfg_halves(ranks, guidance, self.opts.cfg_parallel) and self._cfg_splits(ranks)
         for transformer in (self.pipe.transformer, getattr(self.pipe, "transformer_2", None)):
             if transformer is None:
                 continue
-            cfg.disable(transformer)
+            cfg_parallel.disable(transformer)
             if ranks == 1:
                 sharding.disable(transformer)
             elif split:
-                cfg.enable(transformer, ranks, tokens(transformer, latent_shape), self.opts.sp_backend)
+                cfg_parallel.enable(transformer, ranks, tokens(transformer, latent_shape), self.opts.sp_backend)
             else:
                 sharding.enable(transformer, layout(ranks, transformer.config.num_attention_heads,
                                                     tokens(transformer, latent_shape)), self.opts.sp_backend)
-            self.speed.after_shard(transformer, cfg.sp_ranks(transformer, ranks), self.opts.sp_backend)
+            self.speed.after_shard(transformer, cfg_parallel.sp_ranks(transformer, ranks), self.opts.sp_backend)
 
     def _cfg_splits(self, ranks: int) -> bool:
         """Whether this engine can run CFG's passes on the halves of a gang: the keyframe pipeline (it

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from engine.parallel.cfg import half_layout, wanted
-from engine.parallel.layout import Layout
+from engine.parallel.cfg import half_layout
+from engine.parallel.layout import Layout, cfg_halves
 from engine.wan.options import options
 from storyboard.errors import InputError
 from storyboard.presets import BUILTIN_DIR, load_preset
 
 
 def test_only_an_even_gang_with_two_passes_and_the_option_on_splits():
-    assert wanted(2, 5.0, True) and wanted(4, 1.5, True) and wanted(8, 5.0, True)
-    assert not wanted(1, 5.0, True)            # a lone GPU runs both
-    assert not wanted(3, 5.0, True)            # no two equal halves
-    assert not wanted(4, 1.0, True)            # guidance 1: one pass, nothing to split
-    assert not wanted(4, 5.0, False)           # the preset did not ask
+    assert cfg_halves(2, 5.0, True) and cfg_halves(4, 1.5, True) and cfg_halves(8, 5.0, True)
+    assert not cfg_halves(1, 5.0, True)            # a lone GPU runs both
+    assert not cfg_halves(3, 5.0, True)            # no two equal halves
+    assert not cfg_halves(4, 1.0, True)            # guidance 1: one pass, nothing to split
+    assert not cfg_halves(4, 5.0, False)           # the preset did not ask
 
 
 def test_each_half_shares_its_attention_as_a_gang_of_half_the_width_would():
