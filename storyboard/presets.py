@@ -23,6 +23,8 @@ from .schema_errors import problems_from_validation
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 
 
+VAE_TILING_FROM = 720     # the short side from which a Wan VAE decodes in tiles, unless a preset says otherwise
+
 # a speed option as `cost.speed` names it: `attention=sage`, `fp8=layerwise`, `cache=fbc`, `compile=on`
 SpeedName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+=[a-z0-9_]+$", max_length=64)]
 
@@ -47,9 +49,12 @@ class CostModel(Strict):
     """Seconds to render one segment, per sequence-parallel degree.
 
     runtime = overhead + steps * forwards * (linear * ktok + attention * ktok^2) * speed / (degree * eff[degree])
-              + decode * megapixel-frames
+              + decode * megapixel-frames / (degree * decode_eff[degree])
     where ktok = transformer tokens / 1000, forwards = 2 when classifier-free guidance runs and `speed`
-    the product of the `speed` factors of the speed options that are on (`speed_names`).
+    the product of the `speed` factors of the speed options that are on (`speed_names`). The whole gang
+    works: a tiled decode is shared by its ranks (degrees in `decode_efficiency`; otherwise, and for an
+    untiled decode, rank 0 decodes alone: decode_eff = 1 / degree), and with CFG-parallel on an even gang
+    the two passes run side by side on its halves: one forward at degree/2 a step instead of two at degree.
     """
 
     hardware: str = Field(description="what the figures are for, e.g. 'H100 80GB, bf16'")
@@ -59,6 +64,9 @@ class CostModel(Strict):
     attention_s_per_ktoken2: float = Field(ge=0)
     decode_s_per_mpixel_frame: float = Field(ge=0)
     parallel_efficiency: dict[int, float] = Field(default_factory=lambda: {1: 1.0})
+    decode_efficiency: dict[int, float] = Field(
+        default_factory=dict, description="a gang's shared tiled VAE decode: its speed-up at degree k is "
+                                          "k x this (the tiles' balance, rank 0's join); unlisted: rank 0 alone")
     # the farm gives up on an attempt after max(timeout_min_s, timeout_factor x estimate), plus load_s
     # when the worker does not hold the model yet: a hung GPU or a wedged NCCL call then costs minutes
     load_s: float = Field(0.0, ge=0, le=86400, description="seconds to load the model on a worker")
@@ -78,12 +86,26 @@ class CostModel(Strict):
         return max(self.timeout_min_s, self.timeout_factor * estimate_s) + (self.load_s if loading else 0.0)
 
     def runtime(self, *, tokens: int, steps: int, cfg: bool, mpixel_frames: float, degree: int = 1,
-                speedup: float = 1.0) -> float:
+                speedup: float = 1.0, tiled: bool = False, cfg_parallel: bool = False) -> float:
+        """`tiled`: the VAE decodes in tiles (a gang can share them); `cfg_parallel`: the preset runs
+        CFG's passes on a gang's halves (the engine's `options.cfg_parallel`)."""
         ktok = tokens / 1000.0
         per_forward = self.linear_s_per_ktoken * ktok + self.attention_s_per_ktoken2 * ktok * ktok
-        eff = self.parallel_efficiency[degree]
-        denoise = steps * (2 if cfg else 1) * per_forward * speedup / (degree * eff)
-        return self.overhead_s + denoise + self.decode_s_per_mpixel_frame * mpixel_frames
+        return self.overhead_s + self.denoise(per_forward * speedup, steps, cfg, degree, cfg_parallel) \
+            + self.decode(mpixel_frames, degree, tiled)
+
+    def denoise(self, per_forward: float, steps: int, cfg: bool, degree: int, cfg_parallel: bool) -> float:
+        half = degree // 2
+        if cfg and cfg_parallel and degree % 2 == 0 and half in self.parallel_efficiency:
+            # the halves' swap of one step's prediction (latents, ~10 MB at 720p) is not counted
+            return steps * per_forward / (half * self.parallel_efficiency[half])
+        return steps * (2 if cfg else 1) * per_forward / (degree * self.parallel_efficiency[degree])
+
+    def decode(self, mpixel_frames: float, degree: int, tiled: bool) -> float:
+        alone = self.decode_s_per_mpixel_frame * mpixel_frames
+        if not tiled or degree not in self.decode_efficiency:
+            return alone
+        return alone / (degree * self.decode_efficiency[degree])
 
 
 class PresetDefaults(Sampling):
@@ -143,6 +165,8 @@ class Preset(Strict):
             mpixel_frames=frames * width * height / 1e6,
             degree=degree,
             speedup=self.cost.speedup(speed_names(self.options)),
+            tiled=decode_tiles(self.options, width, height),
+            cfg_parallel=self.options.get("cfg_parallel") is True,
         )
 
     def with_speed(self, overrides: dict) -> "Preset":
@@ -171,11 +195,23 @@ def speed_names(options: dict) -> list[str]:
     return names
 
 
+def decode_tiles(options: dict, width: int, height: int) -> bool:
+    """Whether the VAE decodes this size in tiles: `options.speed.vae_tiling` (a short side, or true /
+    false), read raw as `speed_names` reads the block (engine/wan/speed_options.py validates it)."""
+    speed = options.get("speed") if isinstance(options.get("speed"), dict) else {}
+    tiling = speed.get("vae_tiling", options.get("vae_tiling_from", VAE_TILING_FROM))
+    if isinstance(tiling, bool):
+        return tiling
+    return isinstance(tiling, int) and min(width, height) >= tiling
+
+
 def pixel_options(options: dict) -> dict:
     """`options` less the speed settings that leave the pixels as they are (up to kernel rounding, as a
     thread count does): an exact attention backend (all but SageAttention's quantized ones) and
-    compilation. FP8 weights, caches, quantized attention and VAE tiling change pixels, so they stay and
-    count in a segment's content hash; the rest do not re-render what is cached."""
+    compilation, and CFG-parallel (the same two passes, mixed the same way, on other ranks). FP8 weights,
+    caches, quantized attention and VAE tiling change pixels, so they stay and count in a segment's
+    content hash; the rest do not re-render what is cached."""
+    options = {k: v for k, v in options.items() if k != "cfg_parallel"}
     speed = options.get("speed")
     if not isinstance(speed, dict):
         return options

@@ -54,6 +54,7 @@ class Work:
     frames: int
     degree: int = 1
     tiled: bool | None = None       # VAE tiling; None: as the preset's options say
+    cfg_halves: bool = False        # CFG's passes on the gang's halves: each denoises at degree / 2
 
     def __post_init__(self):
         if min(self.width, self.height, self.frames, self.degree) < 1:
@@ -149,11 +150,11 @@ class ModelMemory:
         shape = act.TransformerShape.from_config(t.config)
         vae = act.VaeShape.from_config(self.components["vae"].config)
         total = act.tokens(shape, vae, work.width, work.height, work.frames)
-        split = layout(work.degree, t.config["num_attention_heads"], total)
+        sp = work.degree // 2 if work.cfg_halves else work.degree
+        split = layout(sp, t.config["num_attention_heads"], total)
         tiled = self.tiled(work)
         phases = {"text encode": act.encoder_bytes("text_encoder", self.elem),
-                  "denoise": sum(act.denoise_bytes(shape, total, work.degree, self.elem, split.ulysses,
-                                                   split.ring).values()),
+                  "denoise": sum(act.denoise_bytes(shape, total, sp, self.elem, split.ulysses, split.ring).values()),
                   "VAE decode": act.vae_decode_bytes(vae, work.width, work.height, work.frames, tiled, self.elem)}
         if "image_encoder" in self.components or "qc_encoder" in self.components:
             phases["image encode"] = act.encoder_bytes("image_encoder", self.elem)

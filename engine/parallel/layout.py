@@ -1,4 +1,4 @@
-"""How a gang of k ranks shares one attention call: plain arithmetic, no torch.
+"""How a gang of k ranks shares one attention call, and whether its halves split CFG: plain arithmetic, no torch.
 
 Ulysses (all-to-all over heads) wants the fast links inside a node and a degree that divides the
 attention heads; ring (key/value blocks passed around, merged by log-sum-exp) takes the rest. A token
@@ -46,3 +46,10 @@ def tokens(transformer, latent_shape: tuple[int, ...]) -> int:
     pt, ph, pw = transformer.config.patch_size
     _, _, f, h, w = latent_shape
     return (f // pt) * (h // ph) * (w // pw)
+
+
+def cfg_halves(world: int, guidance: float, enabled: bool) -> bool:
+    """Whether a gang of `world` runs CFG's two passes on its two halves (`engine.parallel.cfg`): guidance
+    above 1 (two passes), an even gang, and the preset's `options.cfg_parallel`. Each half then shares
+    its attention calls as a gang of world / 2 would."""
+    return enabled and guidance > 1.0 and world >= 2 and world % 2 == 0

@@ -19,15 +19,18 @@ from .layout import Layout
 logger = logging.getLogger(__name__)
 
 
-def enable(transformer, shape: Layout | tuple[int, int], backend: str = "diffusers") -> None:
+def enable(transformer, shape: Layout | tuple[int, int], backend: str = "diffusers", mesh=None) -> None:
     """Shard `transformer`'s attention over the current torch.distributed group (again, if it was
     sharded another way before: a worker serves gangs of different widths with one loaded model).
     diffusers' hooks split the tokens and gather the output either way; `backend` says who does the
-    exchange inside each attention call: diffusers' templated attention, or xDiT's xfuser."""
+    exchange inside each attention call: diffusers' templated attention, or xDiT's xfuser. `mesh`: a
+    ("ring", "ulysses") device mesh over part of the group (`cfg.py`'s halves) instead of all of it."""
     from diffusers import ContextParallelConfig
 
     shape = shape if isinstance(shape, Layout) else Layout(*shape)
-    if getattr(transformer, "_sakuga_layout", None) == (shape, backend):
+    # the group too: a re-formed gang of the same width must not keep the meshes of the group it left
+    key = (shape, backend, mesh, torch.distributed.group.WORLD)
+    if getattr(transformer, "_sakuga_layout", None) == key:
         return
     disable(transformer)
     heads = transformer.config.num_attention_heads
@@ -45,8 +48,9 @@ def enable(transformer, shape: Layout | tuple[int, int], backend: str = "diffuse
         install_cpu_attention()
     transformer.enable_parallelism(config=ContextParallelConfig(
         ulysses_degree=shape.ulysses, ring_degree=shape.ring,
-        ulysses_anything=shape.uneven and shape.ulysses > 1, ring_anything=shape.uneven and shape.ring > 1))
-    transformer._sakuga_layout = (shape, backend)
+        ulysses_anything=shape.uneven and shape.ulysses > 1, ring_anything=shape.uneven and shape.ring > 1,
+        mesh=mesh))
+    transformer._sakuga_layout = key
     logger.debug("attention sharded: ulysses %d x ring %d%s through %s", shape.ulysses, shape.ring,
                  " (uneven)" if shape.uneven else "", backend)
 

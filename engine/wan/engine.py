@@ -28,8 +28,9 @@ from ..base import Progress, Rendered
 from ..fit import fit_picture
 from ..memory import fsdp
 from ..memory.residency import place
-from ..parallel import sharding
-from ..parallel.layout import layout, tokens
+from ..parallel import cfg as cfg_parallel
+from ..parallel import sharding, tiled_decode
+from ..parallel.layout import cfg_halves, layout, tokens
 from ..step_control import RenderControl
 from ..steps import StepControl
 from . import tiny
@@ -37,7 +38,7 @@ from .encoders import BankEncoders, PictureEncoder, load_qc_encoder
 from .keyframe_pipeline import KeyframePipeline, keyframe_condition
 from .options import check_weights, expand, optional_path, options
 from .similarity import character_similarity
-from .speed import Speedups
+from .speed import Speedups, note
 from .text_pipeline import TextPipeline
 
 logger = logging.getLogger(__name__)
@@ -126,9 +127,11 @@ class WanEngine:
                control: StepControl | None = None) -> Rendered | None:
         """One segment. With `ranks` > 1 this process is one of a gang (the current torch.distributed
         group) that renders it together: rank 0 encodes the prompt and pictures and shares them, every
-        rank denoises its share of the tokens, rank 0 alone decodes and returns the frames (and the
-        latents they were decoded from). `control` (engine/steps.py) takes step checkpoints, stops the
-        render at a step boundary (`Stopped`, on every rank) or starts it from a checkpoint."""
+        rank denoises its share of the tokens (with CFG-parallel, of one of the two passes), every rank
+        decodes its share of the VAE's tiles (when it tiles), and rank 0 joins them and returns the
+        frames (and the latents they were decoded from). `control` (engine/steps.py) takes step
+        checkpoints, stops the render at a step boundary (`Stopped`, on every rank) or starts it from a
+        checkpoint."""
         rank = torch.distributed.get_rank() if ranks > 1 else 0
         if fsdp.sharded_world(self.pipe.transformer) not in (None, ranks):
             raise RuntimeError(f"this engine's transformer is sharded across a gang of "
@@ -149,17 +152,18 @@ class WanEngine:
                                                          self.device))
 
         # 3. Attention split over the gang (or an earlier split undone for a lone render), caches set up
-        self._shard(ranks, latents.shape)
+        self._shard(ranks, latents.shape, segment.guidance)
         self.speed.prepare(segment.steps, ranks, start=0 if control is None else control.start)
 
         # 4. Denoise (from a checkpoint, if the control has one; `Stopped` if it stops the render)
         latents = self.denoise(segment, latents, conditions, progress, control, generator)
-        if rank != 0:
-            return None
 
-        # 5. Decode and measure
+        # 5. Decode (a tiled decode shared by the gang, joined on rank 0) and measure
         self._tiling(segment.width, segment.height)
-        frames = (np.clip(self.decode(latents), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        video = self.decode(latents, ranks)
+        if video is None:
+            return None
+        frames = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
         metrics = character_similarity(segment, frames, self.bank, self.encoder_id, self.encoders.measure,
                                        self.opts.qc_frames)
         return Rendered(frames, metrics, latents=latents.float().cpu().numpy())
@@ -189,28 +193,51 @@ class WanEngine:
             return self.pipe(**common, condition=conditions.condition, image_embeds=conditions.image)
         return self.pipe(**common)      # text-to-video: no pictures
 
-    def _shard(self, ranks: int, latent_shape: tuple[int, ...]) -> None:
-        """Split the transformers' attention over the gang (or undo an earlier split for a lone render)."""
+    def _shard(self, ranks: int, latent_shape: tuple[int, ...], guidance: float = 1.0) -> None:
+        """Split the transformers' attention over the gang (or undo an earlier split for a lone render);
+        with CFG-parallel, the two passes over its halves, each half's attention over its ranks."""
+        split = cfg_halves(ranks, guidance, self.opts.cfg_parallel) and self._cfg_splits(ranks)
         for transformer in (self.pipe.transformer, getattr(self.pipe, "transformer_2", None)):
             if transformer is None:
                 continue
+            cfg_parallel.disable(transformer)
             if ranks == 1:
                 sharding.disable(transformer)
+            elif split:
+                cfg_parallel.enable(transformer, ranks, tokens(transformer, latent_shape), self.opts.sp_backend)
             else:
                 sharding.enable(transformer, layout(ranks, transformer.config.num_attention_heads,
                                                     tokens(transformer, latent_shape)), self.opts.sp_backend)
-            self.speed.after_shard(transformer, ranks, self.opts.sp_backend)
+            self.speed.after_shard(transformer, cfg_parallel.sp_ranks(transformer, ranks), self.opts.sp_backend)
+
+    def _cfg_splits(self, ranks: int) -> bool:
+        """Whether this engine can run CFG's passes on the halves of a gang: the keyframe pipeline (it
+        calls the passes apart), not an FSDP-sharded transformer (untested: every rank gathers the same
+        blocks' weights there), and xfuser only for halves of one rank (its groups span the gang)."""
+        why = (None if isinstance(self.pipe, KeyframePipeline) else "the text-to-video pipeline")
+        why = why or ("an FSDP-sharded transformer" if fsdp.sharded_world(self.pipe.transformer) else None)
+        why = why or ("sp_backend xfuser" if self.opts.sp_backend == "xfuser" and ranks > 2 else None)
+        if why:
+            note(f"cfg_parallel: off with {why}; both passes run on every rank of the gang")
+        return why is None
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents to (F, H, W, 3) floats in [0, 1], as the pipeline's own tail does it."""
+    def decode(self, latents: torch.Tensor, ranks: int = 1) -> np.ndarray | None:
+        """Latents to (F, H, W, 3) floats in [0, 1], as the pipeline's own tail does it. In a gang whose
+        decode tiles, every rank decodes its share of the tiles and rank 0 joins them (the others get
+        None); an untiled decode is rank 0's alone."""
         vae = self.pipe.vae
+        rank = torch.distributed.get_rank() if ranks > 1 else 0
+        shared = ranks > 1 and tiled_decode.tiles_decode(vae, tuple(latents.shape))
+        if rank != 0 and not shared:
+            return None
         latents = latents.to(device=get_module_execution_device(vae), dtype=vae.dtype)
         mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
         inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device,
                                                                                                    latents.dtype)
-        video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
-        return self.pipe.video_processor.postprocess_video(video, output_type="np")[0]
+        z = latents / inv_std + mean
+        video = tiled_decode.gang_decode(vae, z, rank, ranks) if shared else vae.decode(z, return_dict=False)[0]
+        return None if video is None else self.pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
     def encode_text(self, prompt: str, negative: str, cfg: bool):
         """Prompt (and, with guidance, negative prompt) embeddings, cached per worker."""

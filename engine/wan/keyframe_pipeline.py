@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 from diffusers import WanImageToVideoPipeline
 
+from ..parallel import cfg
 from ..steps import StepControl
 from .denoising import denoise_steps
 
@@ -116,19 +117,22 @@ class KeyframePipeline(WanImageToVideoPipeline):
 
     def predict_noise(self, model, model_input, timestep, prompt_embeds, negative_prompt_embeds, image_embeds,
                       guidance_scale: float) -> torch.Tensor:
-        """One step's noise prediction; with guidance above 1, an unconditional pass and the CFG mix."""
-        with model.cache_context("cond"):
-            noise_pred = model(hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt_embeds,
-                               encoder_hidden_states_image=image_embeds, attention_kwargs=self._attention_kwargs,
-                               return_dict=False)[0]
-        if self.do_classifier_free_guidance:
-            with model.cache_context("uncond"):
-                noise_uncond = model(hidden_states=model_input, timestep=timestep,
-                                     encoder_hidden_states=negative_prompt_embeds,
-                                     encoder_hidden_states_image=image_embeds,
-                                     attention_kwargs=self._attention_kwargs, return_dict=False)[0]
-                noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
-        return noise_pred
+        """One step's noise prediction; with guidance above 1, an unconditional pass and the CFG mix
+        (on a CFG-parallel gang, `engine.parallel.cfg`, each half runs one pass and they swap)."""
+        def run(embeds, context):
+            with model.cache_context(context):
+                return model(hidden_states=model_input, timestep=timestep, encoder_hidden_states=embeds,
+                             encoder_hidden_states_image=image_embeds, attention_kwargs=self._attention_kwargs,
+                             return_dict=False)[0]
+
+        if not self.do_classifier_free_guidance:
+            return run(prompt_embeds, "cond")
+        split = cfg.split_of(model)
+        if split is not None:
+            return split.guide(run(prompt_embeds if split.conditional else negative_prompt_embeds, split.context),
+                               guidance_scale)
+        noise_pred, noise_uncond = run(prompt_embeds, "cond"), run(negative_prompt_embeds, "uncond")
+        return noise_uncond + guidance_scale * (noise_pred - noise_uncond)
 
 
 def keyframe_condition(pipe, keyframes: list[tuple[int, torch.Tensor]], frames: int, height: int,

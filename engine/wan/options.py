@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from storyboard.checkpoints import CheckpointOptions
 from storyboard.errors import InputError
@@ -47,6 +47,8 @@ class WanOptions(Strict):
     sp_backend: Literal["diffusers", "xfuser"] = Field(
         "diffusers", description="who exchanges attention in a gang: diffusers' context parallelism, or xDiT's "
                                  "xfuser long-context attention (GPU only, `pip install sakuga[gpu]`)")
+    cfg_parallel: bool = Field(False, description="with guidance above 1 on an even gang, the conditional and "
+                                                  "unconditional passes on its two halves (engine/parallel/cfg.py)")
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +59,14 @@ class WanOptions(Strict):
             tiling = data.pop("vae_tiling_from")
             data["speed"] = {"vae_tiling": tiling, **(data.get("speed") or {})}
         return data
+
+    @field_validator("cfg_parallel")
+    @classmethod
+    def _cfg_parallel_needs_the_keyframe_pipeline(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("task") == "t2v":
+            raise ValueError("cfg_parallel is for image-to-video presets (task i2v): the text-to-video "
+                             "pipeline runs both of its passes itself")
+        return value
 
 
 def expand(text: str) -> Path:

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from storyboard.errors import InputError
 from storyboard.model import Strict
+from storyboard.presets import VAE_TILING_FROM
 
 # diffusers 0.42's `AttentionBackendName` values, less the `*_hub` ones (they download kernels from the
 # Hugging Face hub at first use; sakuga downloads nothing). tests/engine/wan/test_speed.py checks each
@@ -83,7 +84,7 @@ class SpeedOptions(Strict):
                            "torchao: FP8 weights and activations in FP8 matmuls (GPUs of compute 8.9+)")
     cache: CacheOptions | None = Field(None, description="a diffusers cache: fbc, mag, taylorseer, pab, faster")
     compile: bool = Field(False, description="torch.compile the repeated transformer blocks (regional)")
-    vae_tiling: int | bool = Field(720, description="decode in tiles when the short side is at least this "
+    vae_tiling: int | bool = Field(VAE_TILING_FROM, description="decode in tiles when the short side is at least this "
                                                     "(true: always, false: never)")
 
     @field_validator("attention")

@@ -18,6 +18,7 @@ import ray
 
 from engine.bank import CharacterBank
 from engine.memory.plan import DoesNotFit, Residency, Work, residency
+from engine.parallel.layout import cfg_halves
 from engine.qc import flicker
 from engine.registry import check, create
 from farm.job.results import SegmentResult, ShareDone
@@ -128,7 +129,8 @@ class SegmentWorker:
         tag = self.membership.tag if ranks > 1 else None
         chosen, why = None, None
         try:
-            chosen = residency(preset, Work(segment.width, segment.height, segment.frames, ranks),
+            halves = cfg_halves(ranks, segment.guidance, preset.options.get("cfg_parallel") is True)
+            chosen = residency(preset, Work(segment.width, segment.height, segment.frames, ranks, cfg_halves=halves),
                                self.engines.budget_gb, offload, self.engines.loaded_modes(preset, tag))
         except DoesNotFit as e:
             why = e

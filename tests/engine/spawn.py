@@ -1,5 +1,9 @@
-"""A gang of real processes for the engine's tests: `torch.multiprocessing` spawn, one gloo rank each,
-and the one tiny-model segment (a start picture and a keyframe) the gang tests render."""
+"""A gang of real processes for the engine's tests: fresh `torch.multiprocessing` processes, one gloo
+rank each, and the one tiny-model segment (a start picture and a keyframe) the gang tests render.
+
+The ranks come from a fork server that has imported the engine once (a spawned rank spends most of its
+time importing torch and diffusers, four of them on two cores many seconds): fresh processes all the
+same, forked from one that has computed nothing, so no thread pool or lock state crosses a fork."""
 from __future__ import annotations
 
 import socket
@@ -44,7 +48,8 @@ def free_port() -> int:
 def gang(target, world: int, *args) -> dict:
     """Run `target(rank, world, port, results, *args)` on `world` spawned ranks; what each put on
     `results` as `(rank, value)`. A rank that put an exception fails the test with it."""
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["engine.wan.engine", target.__module__])   # once: when the server starts
     results = ctx.Queue()
     port = free_port()
     ranks = [ctx.Process(target=target, args=(r, world, port, results, *args)) for r in range(world)]

@@ -51,6 +51,19 @@ def test_more_ranks_need_less_memory_per_rank():
     assert sharded == sorted(sharded, reverse=True) and sharded[0] < whole[0].weights
 
 
+def test_cfg_halves_denoise_with_the_memory_of_a_gang_half_as_wide():
+    v2 = model("anisora-v2")
+    for k in (2, 4, 8):
+        halves = v2.transients(Work(*P1080, degree=k, cfg_halves=True))
+        whole, half = v2.transients(Work(*P1080, degree=k)), v2.transients(Work(*P1080, degree=k // 2))
+        # each rank holds its half's share of the tokens: a gang of k / 2's activations
+        assert halves["denoise"] == half["denoise"] > whole["denoise"]
+        assert halves["VAE decode"] == whole["VAE decode"]
+    chosen = plan(v2, H100, Work(*P1080, degree=2, cfg_halves=True))
+    # a gang of 2 split in halves denoises each pass on one rank: a lone GPU's peak
+    assert chosen.need.phase == "denoise" and chosen.need.transient == v2.transients(Work(*P1080))["denoise"]
+
+
 def test_fsdp_is_chosen_for_a_gang_when_one_gpu_cannot_hold_the_model():
     v32 = model("anisora-v3.2")              # two 14.3e9 experts: 53 GiB in bf16
     alone = plan(v32, ADA, Work(*P720, degree=1))
