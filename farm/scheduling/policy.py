@@ -20,6 +20,16 @@ class Task:
     priority: int = 0                # higher is more urgent
     release: float = 0.0             # may not start before
     model: str = ""                  # workers that already hold this model are preferred
+    steps: int = 8                   # denoising steps: the boundaries a running task can be stopped at
+    done: int = 0                    # steps already checkpointed (a preempted or retried task resumes there)
+    restart_s: float = 10.0          # what resuming from a checkpoint costs (the conditions again, warm-up)
+    preempted: int = 0               # times it was stopped for more urgent work (aging: a cap, then never again)
+
+    def time(self, degree: int) -> float:
+        """Seconds to finish from where it is at `degree`: its share of the steps left, plus the restart."""
+        if not self.done:
+            return self.runtime[degree]
+        return self.runtime[degree] * (self.steps - self.done) / self.steps + self.restart_s
 
     def degrees(self, limit: int) -> list[int]:
         return sorted(d for d in self.runtime if d <= limit)
@@ -66,6 +76,11 @@ class Start:
         return len(self.gpus)
 
 
+@dataclass(frozen=True)
+class Stop:
+    task: str                        # a running task: stop it at its next step boundary (checkpoint, GPUs freed)
+
+
 @dataclass
 class View:
     """What a policy sees at one decision point."""
@@ -76,12 +91,18 @@ class View:
     pending: list[Task] = field(default_factory=list)   # not started, not ready yet
     running: list[Running] = field(default_factory=list)
     resident: Mapping[tuple[int, int], Iterable[str]] = field(default_factory=dict)   # (node, gpu) → models held
+    preempt: bool = False            # running work may be stopped at a step boundary for more urgent work
 
 
 class Policy(Protocol):
     name: str
 
     def decide(self, view: View) -> list[Start]: ...
+
+    def stops(self, view: View) -> list[Stop]:
+        """Running tasks to stop at their next step boundary (asked after `decide`'s starts are made);
+        [] unless `view.preempt`."""
+        ...
 
 
 def _place(task: Task, degree: int, free: dict[int, list[int]], resident: Mapping[tuple[int, int], Iterable[str]],
@@ -121,6 +142,9 @@ class Fifo1:
     def decide(self, view: View) -> list[Start]:
         return _in_release_order(view, lambda t: min(t.runtime))
 
+    def stops(self, view: View) -> list[Stop]:
+        return []
+
 
 class WholeNode:
     """Baseline: every task on a whole node (its widest degree that fits one), in release order."""
@@ -128,6 +152,9 @@ class WholeNode:
 
     def decide(self, view: View) -> list[Start]:
         return _in_release_order(view, lambda t: max(t.degrees(view.cluster.widest)))
+
+    def stops(self, view: View) -> list[Stop]:
+        return []
 
 
 class Moldable:
@@ -175,6 +202,9 @@ class Moldable:
             starts.append(start)
             ends.append((now + task.runtime[start.degree], start.node, start.degree))
         return starts
+
+    def stops(self, view: View) -> list[Stop]:
+        return []
 
     def allocate(self, view: View) -> dict[str, int]:
         tasks = view.ready + view.pending
