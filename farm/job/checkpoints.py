@@ -15,8 +15,11 @@ sha256 is removed instead. A published segment's checkpoint is removed once the 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from farm.stages.stage import Stage
 
 from .cache import bytes_sha256
 from .publish import TEMP_PREFIX, publish_bytes, remove_stale_temps
@@ -57,6 +60,7 @@ class Checkpoints:
     def __init__(self, job: Job):
         self.job = job
         self.rows: dict[str, dict] = {}      # segment id → its ledger row (CheckpointRow)
+        self.preempted: Counter[str] = Counter()   # segment id → attempts stopped for urgent work, this run
 
     @property
     def folder(self):
@@ -101,6 +105,15 @@ class Checkpoints:
         """The steps of `seg` already checkpointed for its current content (0: none)."""
         row = self.rows.get(seg.id)
         return row["step"] if row and row["key"] == seg.hash and row["steps"] == seg.steps else 0
+
+    def progress(self, seg: Segment | Stage) -> dict:
+        """What the policy's `Task` says of an item's steps: how many, how many checkpointed, what a
+        restart from a checkpoint costs (the cost model's per-attempt overhead: the conditions encoded
+        again), how often it was preempted. A stage has no steps."""
+        if isinstance(seg, Stage):
+            return {}
+        restart = self.job.plan.presets[seg.model].cost.overhead_s
+        return {"steps": seg.steps, "done": self.step(seg), "restart_s": restart, "preempted": self.preempted[seg.id]}
 
     def resume(self, seg: Segment) -> tuple[bytes | None, int]:
         """The last checkpoint's bytes and step, checked against the recorded sha256; (None, 0) when

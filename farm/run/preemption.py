@@ -1,0 +1,87 @@
+"""The loop's side of step checkpoints and preemption (docs/farm.md, "Step checkpoints and preemption").
+
+Every segment attempt is told its checkpoint policy and, when the segment has a checkpoint for its
+content, the bytes to start from (`StepOrder`). What a worker ships while it renders — `Checkpointed`
+— goes to the job, which publishes it; the attempt runs on. When preemption is on, the loop asks the
+policy each round which running attempts to stop (`Policy.stops`), and asks each chosen attempt once,
+through its rank 0 (which decides for the gang at the next step boundary, and checkpoints there, so the
+step a gang stops at is always the one it checkpointed). When every member has answered `StoppedAt`,
+the attempt ends `preempted` (not counted against the segment's tries), its GPUs are free, and the
+segment is ready again with its checkpointed steps done, so the policy sees the shorter time left.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from farm.job.checkpoints import StepOrder, step_order
+from farm.job.results import Checkpointed
+from farm.scheduling.policy import Stop
+from farm.workers.slots import Pool, Slot
+from storyboard.plan import Segment
+
+from .attempt import Attempt
+from .protocols import RunnableJob
+
+logger = logging.getLogger(__name__)
+
+
+class Preemption:
+    def __init__(self, pool: Pool, enabled: bool = True):
+        self.pool = pool
+        self.enabled = enabled        # the farm's `preempt` option; a job's own `preempt: false` opts it out
+
+    def order(self, job: RunnableJob, seg: Segment, slots: list[Slot], estimate_s: float) -> StepOrder:
+        """What the attempt's workers are told: when to checkpoint, and the checkpoint to start from
+        (one shared copy for a gang: every rank resumes the same state)."""
+        blob, step = job.checkpoints.resume(seg)
+        if blob is not None and len(slots) > 1:
+            blob = self.pool.share(blob)
+        if step:
+            logger.info("%s: %s resumes from step %d of %d on %d GPU(s)", job.id, seg.id, step, seg.steps, len(slots))
+        return step_order(job.plan.presets[seg.model], seg, estimate_s, blob, step)
+
+    def checkpointed(self, a: Attempt, message: Checkpointed) -> None:
+        """A member shipped a checkpoint: the job publishes it; a disk that cannot take it loses the
+        checkpoint, never the attempt (it goes on rendering)."""
+        try:
+            kept = a.job.checkpoints.keep(a.seg, message)
+        except OSError as e:
+            logger.warning("%s: checkpoint of %s at step %d not kept: %s", a.job.id, a.seg.id, message.step, e)
+            return
+        if kept:
+            a.checkpoints += 1
+            logger.debug("%s: %s checkpointed at step %d of %d (%d bytes)", a.job.id, a.seg.id, message.step,
+                         message.steps, len(message.blob))
+
+    def ask(self, stops: list[Stop], attempts: list[Attempt]) -> None:
+        """Ask each chosen attempt to stop at its next step boundary, once. Only segments on GPUs stop
+        (a CPU stage has no steps), and never a job that opted out (`preempt: false`)."""
+        by_task = {a.job.task_id(a.seg.id): a for a in attempts}
+        for stop in stops:
+            a = by_task.get(stop.task)
+            if a is None or a.stopping is not None or a.slots[0].cpu or a.job.config.get("preempt") is False:
+                continue
+            rank0 = next((call for call, slot in a.pending.items() if slot is a.slots[0]), None)
+            if rank0 is None:   # rank 0 already answered: the segment is finishing anyway
+                continue
+            a.stopping = time.time()
+            self.pool.stop(rank0)
+            logger.info("%s: %s asked to stop at its next step boundary for more urgent work", a.job.id, a.seg.id)
+            a.job.worker_event("stop_asked", f"{a.seg.id}: stop at the next step boundary for more urgent work",
+                               a.worker)
+
+    def end(self, a: Attempt, now: float) -> float:
+        """When a running attempt is expected to end, as the policy sees it: a stopping one at its next
+        step boundary (so the policy does not stop more work for the same GPUs), the others by estimate."""
+        if a.stopping is None or not isinstance(a.seg, Segment):
+            return a.started + a.estimate
+        return max(now, a.stopping) + a.estimate / max(1, a.seg.steps)
+
+    @staticmethod
+    def stopped(a: Attempt) -> str:
+        """The attempt's end, once every member stopped: `preempted`, with where it stopped and when."""
+        step = a.job.checkpoints.step(a.seg)
+        waited = time.time() - (a.stopping or time.time())
+        return (f"stopped at step {a.stopped} of {a.seg.steps} for more urgent work {waited:.2f} s after asked; "
+                f"goes on from step {step}")
