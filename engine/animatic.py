@@ -81,7 +81,8 @@ class AnimaticEngine(NoBank):
         self.preset = preset
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
-               progress: Progress | None = None, *, ranks: int = 1) -> AnimaticRendered:
+               progress: Progress | None = None, *, ranks: int = 1,
+               control=None) -> AnimaticRendered:
         if ranks != 1:
             raise ValueError("the animatic engine renders a segment on one worker (its preset's degrees: [1])")
         total, width, height = segment.frames, segment.width, segment.height

@@ -17,6 +17,7 @@ from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
 from .bank import CharacterBank, Embedding
+from .steps import StepControl
 
 Progress = Callable[[int, int], None]   # (done, total) steps of the current segment
 
@@ -41,9 +42,12 @@ class Engine(Protocol):
     encoder_id: str | None      # identifies the image encoder of the character bank; None: no bank
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
-               progress: Progress | None = None, *, ranks: int = 1) -> Rendered | None:
+               progress: Progress | None = None, *, ranks: int = 1,
+               control: StepControl | None = None) -> Rendered | None:
         """With `ranks` > 1 the process is one of a gang (the current torch.distributed group) that
-        renders the segment together; rank 0 returns the frames (and a model's latents), the others None."""
+        renders the segment together; rank 0 returns the frames (and a model's latents), the others None.
+        `control` (engine/steps.py) checkpoints, stops and resumes a model's denoising at step
+        boundaries; engines without steps (animatic, noop) accept it and ignore it."""
         ...
 
     def encode_characters(self, wanted: list[tuple[str, str, np.ndarray]]) -> list[Embedding]:

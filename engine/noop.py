@@ -30,7 +30,8 @@ class NoopEngine(NoBank):
         self.preset = preset
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
-               progress: Progress | None = None, *, ranks: int = 1) -> Rendered | None:
+               progress: Progress | None = None, *, ranks: int = 1,
+               control=None) -> Rendered | None:
         """In a gang the work is shared (each rank sleeps its share) and the ranks meet in a barrier,
         as a sharded model meets in its collectives."""
         memory = self.preset.memory_gb + float(option(segment, "activation_gb", 0.0)) / ranks

@@ -71,3 +71,18 @@ def broadcast(inputs: dict | None, device: torch.device) -> dict:
     box = [None if inputs is None else {k: None if v is None else v.cpu() for k, v in inputs.items()}]
     torch.distributed.broadcast_object_list(box, src=0)
     return {k: None if v is None else v.to(device) for k, v in box[0].items()}
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether any rank of the current group says `flag` (one one-element all-reduce): the same answer
+    on every rank, so a gang stops at the same step."""
+    box = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    torch.distributed.all_reduce(box, op=torch.distributed.ReduceOp.MAX)
+    return bool(box.item())
+
+
+def from_rank0(value):
+    """Rank 0's `value` (any picklable object: an int, bytes) on every rank of the current group."""
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import UniPCMultistepScheduler, WanPipeline
+from diffusers import UniPCMultistepScheduler
 from diffusers.utils.torch_utils import get_module_execution_device
 
 from storyboard.plan import ImageRef, Segment
@@ -30,12 +30,15 @@ from ..memory import fsdp
 from ..memory.residency import place
 from ..parallel import sharding
 from ..parallel.layout import layout, tokens
+from ..step_control import RenderControl
+from ..steps import StepControl
 from . import tiny
 from .encoders import BankEncoders, PictureEncoder, load_qc_encoder
 from .keyframe_pipeline import KeyframePipeline, keyframe_condition
 from .options import check_weights, expand, optional_path, options
 from .similarity import character_similarity
 from .speed import Speedups
+from .text_pipeline import TextPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class WanEngine:
                 extra[key] = load_transformer(expand(getattr(self.opts, key)), expand(self.opts.base), self.dtype, key)
         if self.opts.boundary_ratio is not None:
             extra["boundary_ratio"] = self.opts.boundary_ratio
-        cls = KeyframePipeline if self.opts.task == "i2v" else WanPipeline
+        cls = KeyframePipeline if self.opts.task == "i2v" else TextPipeline
         return cls.from_pretrained(base, dtype=self.dtype, **extra)
 
     # -- the character bank ----------------------------------------------------------------------
@@ -119,11 +122,13 @@ class WanEngine:
     # -- one segment -----------------------------------------------------------------------------
 
     def render(self, segment: Segment, images: Mapping[ImageRef, np.ndarray],
-               progress: Progress | None = None, *, ranks: int = 1) -> Rendered | None:
+               progress: Progress | None = None, *, ranks: int = 1,
+               control: StepControl | None = None) -> Rendered | None:
         """One segment. With `ranks` > 1 this process is one of a gang (the current torch.distributed
         group) that renders it together: rank 0 encodes the prompt and pictures and shares them, every
         rank denoises its share of the tokens, rank 0 alone decodes and returns the frames (and the
-        latents they were decoded from)."""
+        latents they were decoded from). `control` (engine/steps.py) takes step checkpoints, stops the
+        render at a step boundary (`Stopped`, on every rank) or starts it from a checkpoint."""
         rank = torch.distributed.get_rank() if ranks > 1 else 0
         if fsdp.sharded_world(self.pipe.transformer) not in (None, ranks):
             raise RuntimeError(f"this engine's transformer is sharded across a gang of "
@@ -133,6 +138,9 @@ class WanEngine:
         self.pipe.scheduler = UniPCMultistepScheduler.from_config(self.pipe.scheduler.config, flow_shift=segment.shift)
         generator = torch.Generator("cpu").manual_seed(segment.seed)
         latents = torch.randn(self._latent_shape(segment), generator=generator, dtype=torch.float32).to(self.device)
+        if control is not None:     # its checkpoint checked against this render, agreed across the gang
+            control = RenderControl(control, steps=segment.steps, shape=tuple(latents.shape), ranks=ranks,
+                                    device=self.device)
 
         # 2. Conditions: fitted pictures, prompt, image embeddings, keyframe condition (rank 0; the gang shares)
         conditions = self.conditions(segment, images) if rank == 0 else None
@@ -142,10 +150,10 @@ class WanEngine:
 
         # 3. Attention split over the gang (or an earlier split undone for a lone render), caches set up
         self._shard(ranks, latents.shape)
-        self.speed.prepare(segment.steps, ranks)
+        self.speed.prepare(segment.steps, ranks, start=0 if control is None else control.start)
 
-        # 4. Denoise
-        latents = self.denoise(segment, latents, conditions, progress)
+        # 4. Denoise (from a checkpoint, if the control has one; `Stopped` if it stops the render)
+        latents = self.denoise(segment, latents, conditions, progress, control, generator)
         if rank != 0:
             return None
 
@@ -171,22 +179,15 @@ class WanEngine:
                                            segment.frames, h, w)
         return Conditions(prompt, negative, image, condition)
 
-    def denoise(self, segment: Segment, latents: torch.Tensor, conditions: Conditions,
-                progress: Progress | None) -> torch.Tensor:
-        """The pipeline's denoising loop from `latents`; the denoised latents."""
+    def denoise(self, segment: Segment, latents: torch.Tensor, conditions: Conditions, progress: Progress | None,
+                control: StepControl | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The pipeline's denoising loop from `latents` (or the control's checkpoint); the denoised latents."""
         common = dict(latents=latents, prompt_embeds=conditions.prompt, negative_prompt_embeds=conditions.negative,
-                      num_inference_steps=segment.steps, guidance_scale=segment.guidance)
+                      num_inference_steps=segment.steps, guidance_scale=segment.guidance, progress=progress,
+                      control=control, generator=generator)
         if isinstance(self.pipe, KeyframePipeline):
-            return self.pipe(**common, condition=conditions.condition, image_embeds=conditions.image,
-                             progress=progress)
-
-        def step_done(pipe, i, t, kwargs):     # text-to-video: the stock pipeline, its step callback
-            if progress:
-                progress(i + 1, segment.steps)
-            return {}
-
-        return self.pipe(**common, height=segment.height, width=segment.width, num_frames=segment.frames,
-                         output_type="latent", callback_on_step_end=step_done).frames
+            return self.pipe(**common, condition=conditions.condition, image_embeds=conditions.image)
+        return self.pipe(**common)      # text-to-video: no pictures
 
     def _shard(self, ranks: int, latent_shape: tuple[int, ...]) -> None:
         """Split the transformers' attention over the gang (or undo an earlier split for a lone render)."""

@@ -17,6 +17,9 @@ from collections.abc import Callable
 import torch
 from diffusers import WanImageToVideoPipeline
 
+from ..steps import StepControl
+from .denoising import denoise_steps
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,11 +36,14 @@ class KeyframePipeline(WanImageToVideoPipeline):
                  negative_prompt_embeds: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
                  num_inference_steps: int = 50, guidance_scale: float = 5.0, guidance_scale_2: float | None = None,
                  attention_kwargs: dict | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                 progress: Callable[[int, int], None] | None = None, control: StepControl | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Denoise `latents` (B, z_dim, F', h, w) under `condition` (the mask and condition latents
         from `keyframe_condition`) and the embeddings; the denoised latents, same shape, float32.
         `guidance_scale_2` is the low-noise expert's (Wan2.2 pairs; defaults to `guidance_scale`);
-        `progress(done, total)` is called after each step."""
+        `progress(done, total)` is called after each step; `control` takes step checkpoints, stops
+        (raising `Stopped`) or resumes (engine/wan/denoising.py); `generator` is where a sampler that
+        draws noise draws it."""
         # 1. Check inputs
         self.check_keyframe_inputs(latents, condition, prompt_embeds, negative_prompt_embeds, image_embeds,
                                    guidance_scale, guidance_scale_2)
@@ -57,31 +63,25 @@ class KeyframePipeline(WanImageToVideoPipeline):
         if image_embeds is not None:
             image_embeds = image_embeds.repeat(latents.shape[0], 1, 1).to(transformer_dtype)
 
-        # 3. Timesteps
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        self._num_timesteps = len(timesteps)
-
-        # 4. Latents and the keyframe condition
+        # 3. Latents and the keyframe condition
         latents, condition = self.prepare_keyframe_latents(latents, condition, device)
 
-        # 5. Denoising loop
+        # 4. Denoising loop (timesteps, resume, step checkpoints: denoising.py)
         boundary = (None if self.config.boundary_ratio is None
                     else self.config.boundary_ratio * self.scheduler.config.num_train_timesteps)
-        for i, t in enumerate(timesteps):
-            self._current_timestep = t
+
+        def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             high_noise = boundary is None or t >= boundary      # Wan2.1, or Wan2.2's high-noise stage
             model = self.transformer if high_noise else self.transformer_2
             scale = guidance_scale if high_noise else guidance_scale_2
             model_input = torch.cat([latents, condition], dim=1).to(transformer_dtype)
-            noise_pred = self.predict_noise(model, model_input, t.expand(latents.shape[0]), prompt_embeds,
-                                            negative_prompt_embeds, image_embeds, scale)
-            latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-            if progress is not None:
-                progress(i + 1, num_inference_steps)
-        self._current_timestep = None
+            return self.predict_noise(model, model_input, t.expand(latents.shape[0]), prompt_embeds,
+                                      negative_prompt_embeds, image_embeds, scale)
 
-        # 6. Offload all models
+        latents = denoise_steps(self, latents, num_inference_steps, predict, control=control, progress=progress,
+                                generator=generator)
+
+        # 5. Offload all models
         self.maybe_free_model_hooks()
         return latents
 

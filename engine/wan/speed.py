@@ -74,9 +74,11 @@ class Speedups:
     def transformers(self) -> list:
         return [t for t in (self.pipe.transformer, getattr(self.pipe, "transformer_2", None)) if t is not None]
 
-    def prepare(self, steps: int | None, ranks: int) -> None:
-        """Before a render of `steps` steps on a gang of `ranks`: the cache set up for it (MagCache
-        interpolates its ratios to the step count; FirstBlockCache is off in a gang)."""
+    def prepare(self, steps: int | None, ranks: int, start: int = 0) -> None:
+        """Before a render of `steps` steps on a gang of `ranks`, from step `start` (a resumed render):
+        the cache set up for it (MagCache interpolates its ratios to the step count and, resumed,
+        counts from `start`; FirstBlockCache is off in a gang). Other caches keep no step count: on a
+        resumed render they start cold, as at step 0 (their state is not in a step checkpoint)."""
         cache = self.options.cache
         if cache is not None and cache.kind == "fbc" and ranks > 1:
             note("speed cache fbc: off in a sequence-parallel gang (each rank would decide from its own "
@@ -84,14 +86,14 @@ class Speedups:
             cache = None
         if cache is not None and cache.kind == "mag" and steps is None:
             cache = None     # set up at the first render, when the step count is known
-        want = None if cache is None else (cache, steps if cache.kind == "mag" else None)
+        want = None if cache is None else (cache, (steps, start) if cache.kind == "mag" else None)
         for transformer in self.transformers:
             if getattr(transformer, "_sakuga_cache", None) == want:
                 continue
             if transformer.is_cache_enabled:
                 transformer.disable_cache()
             if want is not None:
-                transformer.enable_cache(cache_config(cache, self.pipe, steps))
+                transformer.enable_cache(cache_config(cache, self.pipe, steps, start))
             transformer._sakuga_cache = want
 
     def after_shard(self, transformer, ranks: int, sp_backend: str) -> None:
@@ -186,7 +188,7 @@ def store_fp8(transformer, mode: str, compute_dtype: torch.dtype) -> None:
 
 # -- caches ----------------------------------------------------------------------------------------
 
-def cache_config(cache: CacheOptions, pipe, steps: int | None):
+def cache_config(cache: CacheOptions, pipe, steps: int | None, start: int = 0):
     """The diffusers config of a cache block. The timestep-driven ones read the pipeline's current
     timestep; FasterCache runs at block level only (sakuga's pipelines call the conditional and
     unconditional passes apart, not batched as its guidance-level part expects)."""
@@ -204,6 +206,11 @@ def cache_config(cache: CacheOptions, pipe, steps: int | None):
     if cache.kind == "fbc":
         return FirstBlockCacheConfig(threshold=cache.value)
     if cache.kind == "mag":
+        if start:     # resumed: MagCache counts steps itself, so it gets the ratios of the steps left
+            from diffusers.hooks.mag_cache import nearest_interp
+
+            ratios = nearest_interp(torch.tensor(cache.mag_ratios, dtype=torch.float32), steps)[start:]
+            return MagCacheConfig(threshold=cache.value, mag_ratios=ratios, num_inference_steps=steps - start)
         return MagCacheConfig(threshold=cache.value, mag_ratios=cache.mag_ratios, num_inference_steps=steps)
     if cache.kind == "taylorseer":
         # diffusers' default patterns (`^blocks.*attn`, matched whole) miss Wan's `blocks.N.attn1`
