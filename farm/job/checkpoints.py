@@ -131,6 +131,8 @@ class Checkpoints:
             self.job.note(f"{seg.id}: checkpoint at step {step} not used ({why}); rendering it from the start")
             self.drop(seg)
             return None, 0
+        logger.info("%s: %s resumes from its checkpoint at step %d of %d", self.job.id, seg.id, step, seg.steps)
+        self.job.ledger.event("resumed", f"{seg.id}: from the checkpoint at step {step} of {seg.steps}", job=self.job.id)
         return data, step
 
     def drop(self, seg: Segment) -> None:

@@ -184,8 +184,8 @@ class FarmLoop:
 
     def _schedule_gpus(self, ready: list, pending: list, owner: dict) -> None:
         """Start what the policy picks on the free GPUs; then, with preemption on, ask the running work it
-        chooses to stop at its next step boundary (for ready work that found no GPU)."""
-        if not ready:
+        chooses to stop at its next step boundary (for more urgent work, or to resume at another width)."""
+        if not ready and not (self.preemption.enabled and self.running):
             return
         view = self._gpu_view(ready, pending)
         if any(not s.busy for s in self.pool.slots):
@@ -199,7 +199,7 @@ class FarmLoop:
                         self._dispatch(job, seg, slots)
             busy = {a.job.task_id(a.seg.id) for a in self._attempts()}
             view = self._gpu_view([t for t in ready if t.id not in busy], pending)
-        if view.preempt and view.ready:
+        if view.preempt and view.running:
             self.preemption.ask(self.policy.stops(view), self._attempts())
 
     def _schedule_lanes(self, ready: list, pending: list, owner: dict) -> None:

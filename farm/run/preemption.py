@@ -3,9 +3,10 @@
 Every segment attempt is told its checkpoint policy and, when the segment has a checkpoint for its
 content, the bytes to start from (`StepOrder`). What a worker ships while it renders — `Checkpointed`
 — goes to the job, which publishes it; the attempt runs on. When preemption is on, the loop asks the
-policy each round which running attempts to stop (`Policy.stops`), and asks each chosen attempt once,
-through its rank 0 (which decides for the gang at the next step boundary, and checkpoints there, so the
-step a gang stops at is always the one it checkpointed). When every member has answered `StoppedAt`,
+policy each round which running attempts to stop (`Policy.stops`), and asks every member of each chosen
+attempt once; the engine agrees the stop across a gang at the next step boundary, and rank 0 ships the
+state it stopped at, so the step an attempt stops at is always checkpointed. When every member has
+answered `StoppedAt`,
 the attempt ends `preempted` (not counted against the segment's tries), its GPUs are free, and the
 segment is ready again with its checkpointed steps done, so the policy sees the shorter time left.
 """
@@ -37,8 +38,6 @@ class Preemption:
         blob, step = job.checkpoints.resume(seg)
         if blob is not None and len(slots) > 1:
             blob = self.pool.share(blob)
-        if step:
-            logger.info("%s: %s resumes from step %d of %d on %d GPU(s)", job.id, seg.id, step, seg.steps, len(slots))
         return step_order(job.plan.presets[seg.model], seg, estimate_s, blob, step)
 
     def checkpointed(self, a: Attempt, message: Checkpointed) -> None:
@@ -62,11 +61,11 @@ class Preemption:
             a = by_task.get(stop.task)
             if a is None or a.stopping is not None or a.slots[0].cpu or a.job.config.get("preempt") is False:
                 continue
-            rank0 = next((call for call, slot in a.pending.items() if slot is a.slots[0]), None)
-            if rank0 is None:   # rank 0 already answered: the segment is finishing anyway
+            if a.result is not None or len(a.pending) < a.degree:   # a member has finished: so has the segment
                 continue
             a.stopping = time.time()
-            self.pool.stop(rank0)
+            for call in a.pending:
+                self.pool.stop(call)
             logger.info("%s: %s asked to stop at its next step boundary for more urgent work", a.job.id, a.seg.id)
             a.job.worker_event("stop_asked", f"{a.seg.id}: stop at the next step boundary for more urgent work",
                                a.worker)
