@@ -17,19 +17,17 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from farm.stages.stage import Stage
+from storyboard.plan import Plan, Segment
+from storyboard.presets import Preset
 
 from .cache import bytes_sha256
+from .folder import JobFolder
+from .ledger import Ledger
 from .publish import TEMP_PREFIX, publish_bytes, remove_stale_temps
 from .results import Checkpointed
-
-if TYPE_CHECKING:   # the job holds this object; importing job.py here would be a cycle
-    from storyboard.plan import Segment
-    from storyboard.presets import Preset
-
-    from .job import Job
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +52,22 @@ def step_order(preset: Preset, seg: Segment, estimate_s: float, resume: bytes | 
                      resume, resume_step if resume is not None else 0)
 
 
+class Owner(Protocol):
+    """What of its job the checkpoints use (`farm.job.job.Job`, which holds them)."""
+    id: str
+    plan: Plan
+    folder: JobFolder
+    ledger: Ledger | None
+    by_id: dict
+    state: dict
+
+    def note(self, text: str, kind: str = "note") -> None: ...
+
+
 class Checkpoints:
     """One job's checkpoints: the files under `checkpoints/` and the ledger's rows for them."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Owner):
         self.job = job
         self.rows: dict[str, dict] = {}      # segment id → its ledger row (CheckpointRow)
         self.preempted: Counter[str] = Counter()   # segment id → attempts stopped for urgent work, this run
