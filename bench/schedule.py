@@ -18,8 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from farm.scheduling.check import check_schedule, lower_bound  # noqa: E402
 from farm.scheduling.policy import DEFAULT, POLICIES, policy  # noqa: E402
-from farm.scheduling.sim import check_schedule, load_workload, lower_bound, simulate  # noqa: E402
+from farm.scheduling.sim import simulate  # noqa: E402
+from farm.scheduling.workload import load_workload  # noqa: E402
 
 TARGET = 0.9
 

@@ -130,6 +130,21 @@ def urgent(rng: random.Random) -> list[Task]:
     return tasks
 
 
+def pv_fleet(nodes: int, seed: int = 1, per_node: int = 19) -> dict:
+    """A studio's overnight PV batches on `nodes` x 8 GPUs: about `per_node` 1080p segments a node, in
+    batches of 8-14 shots (the scaling bench's workload; generated, not stored)."""
+    rng = random.Random(seed)
+    tasks: list[Task] = []
+    b = 0
+    while len(tasks) < nodes * per_node:
+        b += 1
+        job = Job(f"pv{b}", FULL_HD, priority=rng.choice((-1, 0, 0, 0)))
+        for s in range(rng.randint(8, 14)):
+            job.shot(tasks, f"cut-{(s + 1) * 10:03d}", shot_frames(rng, 2, 5))
+    return {"family": "pv-fleet", "description": f"PV batches on {nodes} nodes", "tasks": tasks,
+            "cluster": {"nodes": nodes, "gpus_per_node": CLUSTER["gpus_per_node"]}}
+
+
 FAMILIES: dict[str, Callable[[random.Random], list[Task]]] = {
     "episodes": episodes, "pv1080": pv1080, "chains": chains, "urgent": urgent}
 DESCRIPTIONS = {

@@ -19,9 +19,11 @@ def bench_schedule(
     as_json: Annotated[bool, typer.Option("--json", help="Print the schedule as JSON.")] = False,
 ) -> None:
     """Run a scheduling policy on a workload in virtual time and print the schedule."""
+    from farm.scheduling.check import lower_bound
     from farm.scheduling.policy import POLICIES
     from farm.scheduling.policy import policy as make
-    from farm.scheduling.sim import load_workload, lower_bound, simulate
+    from farm.scheduling.sim import simulate
+    from farm.scheduling.workload import load_workload
 
     if policy not in POLICIES:
         raise InputError.single("--policy", f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")

@@ -1,60 +1,21 @@
 """Discrete-event simulator: runs a scheduling policy on a workload in virtual time.
 
-Time jumps from event to event (a task ends, a task is released); at each one the policy is asked
-what to start, exactly as the Ray driver asks it. Workloads and schedules use the JSON formats of
-DESIGN.md (`sakuga bench schedule`).
+Time jumps from event to event (a task ends, a stopped task reaches its step boundary, a task is
+released); at each one the policy is asked what to start, and with `preempt` what to stop, exactly as
+the Ray driver asks it. A stopped task ends a part at its next step boundary and waits again with its
+steps done; its next part pays the restart. Workloads and schedules use the JSON formats of DESIGN.md
+(`sakuga bench schedule`); the time each policy call took is kept (`Schedule.decisions`) for the bench.
 """
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated
+import time
+from dataclasses import dataclass, field, replace
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from .tasks import Policy, Running, Start, View
+from .workload import Workload
 
-from farm.scheduling.policy import Cluster, Policy, Running, Task, View, topological
-from storyboard.errors import InputError
-
-MAX_TASKS = 100_000
-MAX_GPUS = 65_536
 _EPS = 1e-9
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ClusterSpec(_Strict):
-    nodes: int = Field(ge=1, le=4096)
-    gpus_per_node: int = Field(ge=1, le=64)
-
-
-TaskId = Annotated[str, StringConstraints(min_length=1, max_length=300)]
-
-
-class TaskSpec(_Strict):
-    id: TaskId
-    job: str = Field("", max_length=300)
-    priority: int = Field(0, ge=-1000, le=1000)
-    release: float = Field(0.0, ge=0.0, le=1e9)
-    deps: list[TaskId] = Field(default_factory=list, max_length=10_000)
-    runtime: dict[int, Annotated[float, Field(gt=0.0, le=1e9)]] = Field(min_length=1, max_length=64)
-    model: str = Field("", max_length=300)
-
-
-class WorkloadSpec(_Strict):
-    cluster: ClusterSpec
-    tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_TASKS)
-    family: str = ""
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Workload:
-    cluster: Cluster
-    tasks: list[Task]
-    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,9 +25,13 @@ class Assignment:
     gpus: tuple[int, ...]
     start: float
     end: float
+    steps: tuple[int, int] | None = None     # the denoising steps this part ran (preempted tasks only)
 
     def to_json(self) -> dict:
-        return {"id": self.id, "node": self.node, "gpus": list(self.gpus), "start": self.start, "end": self.end}
+        out = {"id": self.id, "node": self.node, "gpus": list(self.gpus), "start": self.start, "end": self.end}
+        if self.steps is not None:
+            out["steps"] = list(self.steps)
+        return out
 
 
 @dataclass(frozen=True)
@@ -74,174 +39,148 @@ class Schedule:
     policy: str
     makespan: float
     assignments: list[Assignment]
+    decisions: list[float] = field(default_factory=list, compare=False)   # seconds per policy round
 
     def to_json(self) -> dict:
         return {"policy": self.policy, "makespan": self.makespan,
                 "assignments": [a.to_json() for a in self.assignments]}
 
 
-def load_workload(path: Path) -> Workload:
-    """Read and check a workload file; every problem names its line and field."""
-    from storyboard.adapters.yamlsource import (
-        load_yaml,  # JSON is YAML: this keeps a line for every field
-    )
-    from storyboard.schema_errors import problems_from_validation
+class _Run:
+    """The simulation's state: what waits, what is ready, what runs, what each task ran so far."""
 
-    doc = load_yaml(path)
-    try:
-        spec = WorkloadSpec.model_validate(doc.data)
-    except ValidationError as e:
-        raise InputError(problems_from_validation(doc, e, WorkloadSpec)) from None
-    problems = []
-    ids: dict[str, int] = {}
-    widest = spec.cluster.gpus_per_node
-    for i, t in enumerate(spec.tasks):
-        if t.id in ids:
-            problems.append(doc.problem(("tasks", i, "id"), f"task id {t.id!r} repeats task {ids[t.id]}"))
-        ids.setdefault(t.id, i)
-        bad = sorted(d for d in t.runtime if d < 1 or d > widest)
-        if bad:
-            problems.append(doc.problem(("tasks", i, "runtime"), f"degree {bad[0]} does not fit a node of "
-                                        f"{widest} GPUs (a gang stays on one node)"))
-    for i, t in enumerate(spec.tasks):
-        for j, d in enumerate(t.deps):
-            if d not in ids:
-                problems.append(doc.problem(("tasks", i, "deps", j), f"unknown task {d!r}"))
-            elif d == t.id:
-                problems.append(doc.problem(("tasks", i, "deps", j), "a task cannot depend on itself"))
-    if problems:
-        raise InputError(problems)
-    tasks = [Task(t.id, dict(sorted(t.runtime.items())), tuple(t.deps), t.job, t.priority, t.release, t.model)
-             for t in spec.tasks]
-    cycle = _cycle(tasks)
-    if cycle:
-        i = ids[cycle[0]]
-        raise InputError([doc.problem(("tasks", i, "deps"), "dependency cycle: " + " → ".join(cycle))])
-    return Workload(Cluster.uniform(spec.cluster.nodes, spec.cluster.gpus_per_node), tasks, spec.family)
+    def __init__(self, workload: Workload, policy: Policy):
+        self.w, self.policy = workload, policy
+        self.order = {t.id: i for i, t in enumerate(workload.tasks)}
+        self.task = {t.id: t for t in workload.tasks}          # current: steps done, times preempted
+        self.users: dict[str, list[str]] = {t.id: [] for t in workload.tasks}
+        for t in workload.tasks:
+            for d in t.deps:
+                self.users[d].append(t.id)
+        self.deps_left = {t.id: len(t.deps) for t in workload.tasks}
+        self.waiting = set(self.task)
+        self.ready: set[str] = set()
+        self.releases: list[tuple[float, str]] = []
+        self.running: dict[str, Running] = {}
+        self.stop_step: dict[str, int] = {}
+        self.version: dict[str, int] = {}
+        self.events: list[tuple[float, int, str, int]] = []
+        self.parts: dict[str, list[Assignment]] = {}
+        self.free = {n: list(range(g)) for n, g in enumerate(workload.cluster.gpus)}
+        self.seq = 0
+        self.now = 0.0
+        for t in workload.tasks:
+            if not t.deps:
+                self._unblocked(t.id)
 
+    def _unblocked(self, tid: str) -> None:
+        if self.task[tid].release <= self.now + _EPS:
+            self.ready.add(tid)
+        else:
+            heapq.heappush(self.releases, (self.task[tid].release, tid))
 
-def _cycle(tasks: list[Task]) -> list[str]:
-    deps = {t.id: t.deps for t in tasks}
-    state: dict[str, int] = {}       # 1 on the stack, 2 finished
-    for root in deps:
-        if root in state:
-            continue
-        stack = [(root, iter(deps[root]))]
-        path = [root]
-        state[root] = 1
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                path.pop()
-                state[node] = 2
-            elif state.get(child) == 1:
-                return path[path.index(child):] + [child]
-            elif child not in state:
-                state[child] = 1
-                stack.append((child, iter(deps[child])))
-                path.append(child)
-    return []
+    def view(self, preempt: bool) -> View:
+        ready = [self.task[i] for i in sorted(self.ready, key=self.order.__getitem__)]
+        pending = [self.task[i] for i in self.waiting if i not in self.ready]
+        return View(self.now, self.w.cluster, {n: list(g) for n, g in self.free.items()}, ready, pending,
+                    list(self.running.values()), preempt=preempt)
 
+    def start(self, s: Start) -> None:
+        task = self.task.get(s.task)
+        if task is None or s.task not in self.ready or s.degree not in task.runtime \
+                or len(set(s.gpus)) != s.degree or not set(s.gpus) <= set(self.free.get(s.node, ())):
+            raise RuntimeError(f"policy {self.policy.name} made an invalid start {s} at t={self.now}")
+        for g in s.gpus:
+            self.free[s.node].remove(g)
+        self.ready.discard(s.task)
+        self.waiting.discard(s.task)
+        self.running[s.task] = Running(task, s.node, s.gpus, self.now, self.now + task.time(s.degree))
+        self._schedule_end(s.task)
 
-def simulate(workload: Workload, policy: Policy) -> Schedule:
-    cluster = workload.cluster
-    tasks = {t.id: t for t in workload.tasks}
-    order = {t.id: i for i, t in enumerate(workload.tasks)}
-    waiting = dict(tasks)
-    done: set[str] = set()
-    running: dict[str, Running] = {}
-    free = {n: list(range(g)) for n, g in enumerate(cluster.gpus)}
-    events: list[tuple[float, str]] = []     # (end time, task id)
-    assignments: list[Assignment] = []
-    now = 0.0
-    while waiting or running:
-        ready = [t for t in waiting.values() if t.release <= now + _EPS and all(d in done for d in t.deps)]
-        pending = [t for t in waiting.values() if t.id not in {r.id for r in ready}]
-        ready.sort(key=lambda t: order[t.id])
-        view = View(now, cluster, {n: list(g) for n, g in free.items()}, ready, pending, list(running.values()))
-        ready_ids = {t.id for t in ready}
-        for s in policy.decide(view):
-            task = tasks[s.task]
-            if s.task not in ready_ids or s.degree not in task.runtime or len(set(s.gpus)) != s.degree \
-                    or not set(s.gpus) <= set(free[s.node]):
-                raise RuntimeError(f"policy {policy.name} made an invalid start {s} at t={now}")
-            ready_ids.discard(s.task)
-            for g in s.gpus:
-                free[s.node].remove(g)
-            end = now + task.runtime[s.degree]
-            running[s.task] = Running(task, s.node, s.gpus, now, end)
-            del waiting[s.task]
-            heapq.heappush(events, (end, s.task))
-            assignments.append(Assignment(s.task, s.node, s.gpus, now, end))
-        releases = [t.release for t in waiting.values() if t.release > now + _EPS]
-        upcoming = [events[0][0]] if events else []
-        upcoming += [min(releases)] if releases else []
+    def stop(self, tid: str) -> None:
+        r = self.running.get(tid)
+        if r is None or r.stopping:
+            return
+        step, at = r.next_boundary(self.now)
+        if step >= r.task.steps:
+            return        # its last step: it ends then anyway
+        self.running[tid] = replace(r, end=at, stopping=True)
+        self.stop_step[tid] = step
+        self._schedule_end(tid)
+
+    def _schedule_end(self, tid: str) -> None:
+        self.version[tid] = self.version.get(tid, 0) + 1
+        self.seq += 1
+        heapq.heappush(self.events, (self.running[tid].end, self.seq, tid, self.version[tid]))
+
+    def advance(self) -> bool:
+        """To the next event; False when there is none."""
+        upcoming = [self.events[0][0]] if self.events else []
+        upcoming += [self.releases[0][0]] if self.releases else []
         if not upcoming:
-            if waiting:
-                raise RuntimeError(f"policy {policy.name} left {len(waiting)} tasks unscheduled with the cluster idle")
+            return False
+        self.now = min(upcoming)
+        while self.events and self.events[0][0] <= self.now + _EPS:
+            _, _, tid, version = heapq.heappop(self.events)
+            if version == self.version[tid]:
+                self._ended(tid)
+        while self.releases and self.releases[0][0] <= self.now + _EPS:
+            self.ready.add(heapq.heappop(self.releases)[1])
+        return True
+
+    def _ended(self, tid: str) -> None:
+        r = self.running.pop(tid)
+        self.free[r.node].extend(r.gpus)
+        task = r.task
+        if r.stopping:
+            step = self.stop_step.pop(tid)
+            self._part(r, step)
+            self.task[tid] = replace(task, done=step, preempted=task.preempted + 1)
+            self.waiting.add(tid)
+            self.ready.add(tid)
+            return
+        self._part(r, task.steps)
+        for u in self.users[tid]:
+            self.deps_left[u] -= 1
+            if self.deps_left[u] == 0:
+                self._unblocked(u)
+
+    def _part(self, r: Running, step: int) -> None:
+        self.parts.setdefault(r.task.id, []).append(
+            Assignment(r.task.id, r.node, r.gpus, r.start, r.end, (r.task.done, step)))
+
+    def schedule(self, decisions: list[float]) -> Schedule:
+        out = []
+        for parts in self.parts.values():
+            if len(parts) == 1:
+                out.append(replace(parts[0], steps=None))
+            else:
+                out.extend(parts)
+        out.sort(key=lambda a: (a.start, a.id))
+        return Schedule(self.policy.name, max((a.end for a in out), default=0.0), out, decisions)
+
+
+def simulate(workload: Workload, policy: Policy, *, preempt: bool = False) -> Schedule:
+    run = _Run(workload, policy)
+    decisions: list[float] = []
+    while run.waiting or run.running:
+        view = run.view(preempt)
+        started = time.perf_counter()       # the policy's own time, not the simulator's bookkeeping
+        starts = policy.decide(view)
+        spent = time.perf_counter() - started
+        for s in starts:
+            run.start(s)
+        if preempt and run.running:
+            view = run.view(preempt)
+            started = time.perf_counter()
+            stops = policy.stops(view)
+            spent += time.perf_counter() - started
+            for s in stops:
+                run.stop(s.task)
+        decisions.append(spent)
+        if not run.advance():
+            if run.waiting:
+                raise RuntimeError(f"policy {policy.name} left {len(run.waiting)} tasks unscheduled "
+                                   "with the cluster idle")
             break
-        now = min(upcoming)
-        while events and events[0][0] <= now + _EPS:
-            _, tid = heapq.heappop(events)
-            r = running.pop(tid)
-            free[r.node].extend(r.gpus)
-            done.add(tid)
-    makespan = max((a.end for a in assignments), default=0.0)
-    return Schedule(policy.name, makespan, assignments)
-
-
-def lower_bound(workload: Workload) -> dict[str, float]:
-    """max(critical path at best degree, total best GPU-seconds / GPUs); the path counts releases."""
-    widest = workload.cluster.widest
-    finish: dict[str, float] = {}
-
-    def best(t: Task) -> float:
-        return min(t.runtime[d] for d in t.degrees(widest))
-
-    for t in topological(workload.tasks):
-        finish[t.id] = max([t.release] + [finish[d] for d in t.deps]) + best(t)
-    critical = max(finish.values(), default=0.0)
-    area = sum(min(d * t.runtime[d] for d in t.degrees(widest)) for t in workload.tasks) / workload.cluster.total
-    return {"lower_bound": max(critical, area), "critical_path": critical, "area": area}
-
-
-def check_schedule(workload: Workload, schedule: Schedule) -> list[str]:
-    """Everything that makes a schedule invalid (DESIGN.md's definition); empty when valid."""
-    tasks = {t.id: t for t in workload.tasks}
-    problems = []
-    seen: dict[str, Assignment] = {}
-    for a in schedule.assignments:
-        if a.id in seen:
-            problems.append(f"{a.id} runs twice")
-        seen[a.id] = a
-    problems += [f"{t} never runs" for t in tasks if t not in seen]
-    for a in schedule.assignments:
-        t = tasks.get(a.id)
-        if t is None:
-            problems.append(f"{a.id} is not in the workload")
-            continue
-        degree = len(a.gpus)
-        if degree not in t.runtime or len(set(a.gpus)) != degree:
-            problems.append(f"{a.id} runs on {list(a.gpus)}: not a listed degree")
-            continue
-        if not 0 <= a.node < len(workload.cluster.gpus) or not all(0 <= g < workload.cluster.gpus[a.node] for g in a.gpus):
-            problems.append(f"{a.id} runs on a GPU the cluster does not have")
-        if abs((a.end - a.start) - t.runtime[degree]) > 1e-6:
-            problems.append(f"{a.id} lasts {a.end - a.start} s, not its runtime {t.runtime[degree]} s")
-        if a.start + 1e-6 < t.release:
-            problems.append(f"{a.id} starts before its release")
-        for d in t.deps:
-            if d in seen and a.start + 1e-6 < seen[d].end:
-                problems.append(f"{a.id} starts before its dependency {d} ends")
-    busy: dict[tuple[int, int], list[tuple[float, float, str]]] = {}
-    for a in schedule.assignments:
-        for g in a.gpus:
-            busy.setdefault((a.node, g), []).append((a.start, a.end, a.id))
-    for (node, gpu), spans in busy.items():
-        spans.sort()
-        for (_, e0, i0), (s1, _, i1) in zip(spans, spans[1:]):
-            if s1 + 1e-6 < e0:
-                problems.append(f"node {node} GPU {gpu} runs {i0} and {i1} at once")
-    return problems
+    return run.schedule(decisions)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from farm.scheduling.check import check_schedule, lower_bound
 from farm.scheduling.policy import (
     POLICIES,
     Cluster,
@@ -17,7 +18,8 @@ from farm.scheduling.policy import (
     View,
     policy,
 )
-from farm.scheduling.sim import Workload, check_schedule, lower_bound, simulate
+from farm.scheduling.sim import simulate
+from farm.scheduling.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -1,0 +1,76 @@
+"""Choosing a class's gang sizes by trying them in the simulator.
+
+CPA's rule (widen the critical path while it is longer than the work spread over the GPUs) does not
+see that gangs must share nodes: it may give two chains a whole node each at the moment a third needs
+one. So for a class of dependent work the policy tries a few allocations (CPA with its threshold
+tighter and looser, every task on the critical path at its fastest, every task at one degree) in the
+discrete-event simulator, as if the class had the cluster alone, and keeps the one that ends first
+(then the one using fewer GPU-seconds). This happens when work arrives, not every round, and only for
+classes of at most `MAX_TASKS` tasks: past that, CPA's plan stands (a plan must stay cheap). Then a
+local search changes one task's degree at a time, longest tasks first, within a budget of simulations.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from .sim import simulate
+from .tasks import Cluster, Policy, Task
+from .workload import Workload
+
+logger = logging.getLogger(__name__)
+
+MAX_TASKS = 400
+STRETCHES = (0.5, 0.75, 1.0, 1.5)
+PASSES = 2          # local search: each task's degree changed alone, kept when the class ends sooner
+BUDGET = 150        # simulations at most, and at most WORK simulated tasks in all: a plan stays under ~1 s
+WORK = 6000
+
+
+def candidates(tasks: list[Task], cpa: Callable[[float], dict[str, int]], widest: int) -> list[dict[str, int]]:
+    """The allocations worth trying: CPA at several thresholds, then CPA with its critical path at
+    its fastest, then one degree for everything."""
+    out = [cpa(s) for s in STRETCHES]
+    levels = sorted({d for t in tasks for d in t.degrees(widest)})
+    for d in levels:
+        out.append({t.id: max([g for g in t.degrees(widest) if g <= d] or [min(t.runtime)]) for t in tasks})
+    unique = []
+    for c in out:
+        if c not in unique:
+            unique.append(c)
+    return unique
+
+
+def best(tasks: list[Task], cluster: Cluster, now: float, options: list[dict[str, int]],
+         make: Callable[[dict[str, int]], Policy]) -> dict[str, int]:
+    """The allocation of `options` whose simulated schedule of `tasks` alone ends first."""
+    if len(options) == 1:
+        return options[0]
+    ids = {t.id for t in tasks}
+    alone = [replace(t, deps=tuple(d for d in t.deps if d in ids), release=max(t.release - now, 0.0))
+             for t in tasks]
+    workload = Workload(cluster, alone)
+
+    def score(degree: dict[str, int]) -> tuple[float, float]:
+        """When the class ends, then the mean end of its tasks (progress breaks ties on plateaus)."""
+        ends = [a.end for a in simulate(workload, make(degree)).assignments]
+        return round(max(ends), 6), round(sum(ends) / len(ends), 6)
+
+    scored = [(score(d), i) for i, d in enumerate(options)]
+    (value, i) = min(scored)
+    degree = dict(options[i])
+    budget = start = min(BUDGET, WORK // len(tasks))
+    for t in sorted(tasks, key=lambda t: -t.runtime[degree[t.id]]) * PASSES:   # long tasks first
+        for d in t.degrees(cluster.widest):
+            if budget <= 0 or d == degree[t.id]:
+                continue
+            trial = {**degree, t.id: d}
+            budget -= 1
+            got = score(trial)
+            if got < value:
+                degree, value = trial, got
+    logger.debug("lookahead: %d tasks, %d allocations tried, ends at %.1f s (CPA's: %.1f s)",
+                 len(tasks), len(options) + start - budget,
+                 value[0], scored[STRETCHES.index(1.0)][0][0])
+    return degree
