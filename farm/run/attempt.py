@@ -24,6 +24,7 @@ class Attempt:
     stopping: float | None = None     # when it was asked to stop at its next step boundary (preemption)
     stopped: int | None = None        # the step it stopped at, once a member said so
     checkpoints: int = 0              # checkpoints it shipped that the job kept
+    resumed: int = 0                  # the step it started from (its checkpoint's)
 
     @property
     def worker(self) -> str:

@@ -174,9 +174,7 @@ class FarmLoop:
 
     def _running(self, cpu: bool) -> list[Running]:
         now = time.time()
-        return [Running(a.job.task(a.seg, (a.degree,)), a.slots[0].node, tuple(s.gpu for s in a.pending.values()),
-                        a.started - self.epoch, self.preemption.end(a, now) - self.epoch)
-                for a in self._attempts() if a.slots[0].cpu == cpu]
+        return [self.preemption.running(a, now, self.epoch) for a in self._attempts() if a.slots[0].cpu == cpu]
 
     def _gpu_view(self, ready: list, pending: list) -> View:
         return View(time.time() - self.epoch, Cluster(tuple(self.pool.nodes)), self.pool.free(), ready, pending,
@@ -248,6 +246,7 @@ class FarmLoop:
         # the time left: all of it, or the steps after its checkpoint plus a restart
         a = Attempt(job, seg, [s for s, _ in members], 0, 0.0, 0.0, job.task(seg, (len(slots),)).time(len(slots)))
         steps = self.preemption.order(job, seg, slots, a.estimate)
+        a.resumed = steps.resume_step
         a.n = job.start_attempt(seg, worker=a.worker, node=slots[0].node_id, degree=a.degree, offload=offload)
         timeout = job.timeout(seg, a.estimate, loading=any(seg.model not in s.resident for s in slots))
         bank = self.banks.get((job.id, seg.model))

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from farm.job.checkpoints import StepOrder, step_order
 from farm.job.results import Checkpointed
-from farm.scheduling.policy import Stop
+from farm.scheduling.policy import Running, Stop
 from farm.workers.slots import Pool, Slot
 from storyboard.plan import Segment
 
@@ -70,12 +71,20 @@ class Preemption:
             a.job.worker_event("stop_asked", f"{a.seg.id}: stop at the next step boundary for more urgent work",
                                a.worker)
 
-    def end(self, a: Attempt, now: float) -> float:
-        """When a running attempt is expected to end, as the policy sees it: a stopping one at its next
-        step boundary (so the policy does not stop more work for the same GPUs), the others by estimate."""
-        if a.stopping is None or not isinstance(a.seg, Segment):
-            return a.started + a.estimate
-        return max(now, a.stopping) + a.estimate / max(1, a.seg.steps)
+    @staticmethod
+    def running(a: Attempt, now: float, epoch: float) -> Running:
+        """A running attempt as the policy sees it (times from `epoch`): its task as it started (the
+        steps done then), ending by its estimate; one asked to stop ends at the first step boundary
+        after it was asked (so the policy does not stop more work for the same GPUs)."""
+        task = replace(a.job.task(a.seg, (a.degree,)), done=a.resumed)
+        gpus = tuple(s.gpu for s in a.pending.values())
+        if len(gpus) < a.degree:   # members done with their share: past its last step, rank 0 decodes
+            task = replace(task, runtime={len(gpus): task.runtime[a.degree]}, done=task.steps)
+        r = Running(task, a.slots[0].node, gpus, a.started - epoch, a.started + a.estimate - epoch)
+        if a.stopping is None:
+            return r
+        _, at = r.next_boundary(a.stopping - epoch)
+        return replace(r, end=max(at, now - epoch), stopping=True)
 
     @staticmethod
     def stopped(a: Attempt) -> str:
