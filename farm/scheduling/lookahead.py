@@ -70,7 +70,6 @@ def best(tasks: list[Task], cluster: Cluster, now: float, options: list[dict[str
             got = score(trial)
             if got < value:
                 degree, value = trial, got
-    logger.debug("lookahead: %d tasks, %d allocations tried, ends at %.1f s (CPA's: %.1f s)",
-                 len(tasks), len(options) + start - budget,
-                 value[0], scored[STRETCHES.index(1.0)][0][0])
+    logger.debug("lookahead: %d tasks, %d allocations tried, ends at %.1f s (the best candidate's: %.1f s)",
+                 len(tasks), len(options) + start - budget, value[0], min(scored)[0][0])
     return degree
