@@ -97,6 +97,9 @@ class Stopped(Exception):
         self.step = step
         self.state = state
 
+    def __reduce__(self):        # pickled across processes (Ray) with its step and state, not its message
+        return (Stopped, (self.step, self.state))
+
 
 def usable(resume: StepState | None, key: str, steps: int, shape: tuple[int, ...]) -> StepState | None:
     """`resume` if it belongs to this render (same key, step count and latent shape), else None with

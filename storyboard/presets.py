@@ -43,16 +43,6 @@ class FrameGrid(Strict):
 Size = tuple[Annotated[int, Field(ge=16, le=3840)], Annotated[int, Field(ge=16, le=3840)]]
 
 
-class Checkpointing(Strict):
-    """When a rendering segment's denoising state is checkpointed (docs/farm.md, "Step checkpoints"):
-    after every `steps` steps or `seconds` seconds, whichever comes first; never for a segment the
-    cost model expects to take under `min_s` (a lost one costs less than its checkpoints would)."""
-
-    steps: int | None = Field(None, ge=1, le=1000)
-    seconds: float | None = Field(60.0, gt=0, le=86400)
-    min_s: float = Field(120.0, ge=0, le=86400)
-
-
 class CostModel(Strict):
     """Seconds to render one segment, per sequence-parallel degree.
 
@@ -76,7 +66,6 @@ class CostModel(Strict):
     timeout_min_s: float = Field(120.0, gt=0, le=86400)
     speed: dict[SpeedName, float] = Field(
         default_factory=dict, description="denoising time factor per speed option, e.g. `attention=sage: 0.8`")
-    checkpoint: Checkpointing = Field(default_factory=Checkpointing)
 
     def speedup(self, names: list[str]) -> float:
         """The denoising time factor of the speed options `names` (1 for an option with no figure)."""
@@ -187,6 +176,7 @@ def pixel_options(options: dict) -> dict:
     thread count does): an exact attention backend (all but SageAttention's quantized ones) and
     compilation. FP8 weights, caches, quantized attention and VAE tiling change pixels, so they stay and
     count in a segment's content hash; the rest do not re-render what is cached."""
+    options = {k: v for k, v in options.items() if k != "checkpoint"}   # when it checkpoints: no pixels
     speed = options.get("speed")
     if not isinstance(speed, dict):
         return options

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from storyboard.checkpoints import CheckpointOptions
 from storyboard.errors import InputError
 from storyboard.model import Strict
 from storyboard.presets import Preset, preset_problem
@@ -41,6 +42,8 @@ class WanOptions(Strict):
                           "pipeline folder with image_encoder/ and image_processor/); empty or unset: the "
                           "pipeline's own image encoder, if it has one")
     text_cache: int = Field(64, ge=0, le=4096, description="prompt embeddings kept per worker")
+    checkpoint: CheckpointOptions = Field(default_factory=CheckpointOptions,
+                                          description="when denoising is checkpointed (storyboard/checkpoints.py)")
     sp_backend: Literal["diffusers", "xfuser"] = Field(
         "diffusers", description="who exchanges attention in a gang: diffusers' context parallelism, or xDiT's "
                                  "xfuser long-context attention (GPU only, `pip install sakuga[gpu]`)")

@@ -1,9 +1,9 @@
 """Step checkpoints: a rendering segment's denoising state, kept so that a lost or preempted attempt
 costs only the steps since the last one.
 
-The worker's step control (farm/workers/control.py) takes one after every `cost.checkpoint.steps` steps
-or `seconds` seconds of its preset (none for a segment the cost model expects to take under `min_s`)
-and whenever it is asked to stop, and ships it to the driver as a `Checkpointed`. The job publishes the
+The worker's step control (farm/workers/control.py) takes one after every `every_steps` steps or
+`every_s` seconds of its preset's `options.checkpoint` (none for a segment the cost model expects to
+take under `min_segment_s`: storyboard/checkpoints.py) and whenever it is asked to stop, and ships it to the driver as a `Checkpointed`. The job publishes the
 bytes atomically as `OUT/checkpoints/<segment>.step`, then records step, content key and sha256 in the
 ledger. The segment's next attempt — a retry on a fresh worker, a resume at another gang width (the
 latents do not depend on it), `sakuga resume` — is handed those bytes and starts from that step.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from farm.stages.stage import Stage
+from storyboard.checkpoints import checkpoint_policy
 from storyboard.plan import Plan, Segment
 from storyboard.presets import Preset
 
@@ -44,12 +45,12 @@ class StepOrder:
 
 def step_order(preset: Preset, seg: Segment, estimate_s: float, resume: bytes | None = None,
                resume_step: int = 0) -> StepOrder:
-    """The preset's checkpoint policy for this segment: periodic checkpoints only when the cost model
-    expects it to take at least `min_s`. Every segment can still be stopped (and checkpointed there)."""
-    policy = preset.cost.checkpoint
-    periodic = estimate_s >= policy.min_s
-    return StepOrder(seg.hash, policy.steps if periodic else None, policy.seconds if periodic else None,
-                     resume, resume_step if resume is not None else 0)
+    """The preset's checkpoint policy for this segment (`options.checkpoint`, storyboard/checkpoints.py):
+    none for a segment the cost model expects to be cheap. Every segment can still be stopped (and is
+    checkpointed where it stops)."""
+    policy = checkpoint_policy(preset, estimate_s)
+    every_steps, every_s = policy if policy is not None else (None, None)
+    return StepOrder(seg.hash, every_steps, every_s, resume, resume_step if resume is not None else 0)
 
 
 class Owner(Protocol):

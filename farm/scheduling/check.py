@@ -3,10 +3,15 @@ own bound, and DESIGN.md's validity rules (parts of preempted tasks included).""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from storyboard.errors import InputError
 
 from .sim import Assignment, Schedule
 from .tasks import Task, topological
-from .workload import Workload
+from .workload import MAX_GPUS, MAX_TASKS, TaskId, Workload, _Strict
 
 _TOL = 1e-6   # seconds: schedules go through JSON and sums of floats
 
@@ -112,3 +117,32 @@ def _parts(t: Task, parts: list[Assignment], workload: Workload) -> list[str]:
     if parts[-1].steps is not None and covered != t.steps:
         problems.append(f"{t.id} runs steps [0, {covered}) of {t.steps}")
     return problems
+
+
+class _AssignmentSpec(_Strict):
+    id: TaskId
+    node: int = Field(ge=0, le=MAX_GPUS)
+    gpus: list[int] = Field(min_length=1, max_length=64)
+    start: float = Field(ge=0.0, le=1e12)
+    end: float = Field(ge=0.0, le=1e12)
+    steps: tuple[int, int] | None = None
+
+
+class _ScheduleSpec(_Strict):
+    policy: str = Field("", max_length=300)
+    makespan: float = Field(0.0, ge=0.0)
+    assignments: list[_AssignmentSpec] = Field(max_length=10 * MAX_TASKS)
+
+
+def load_schedule(path: Path):
+    """Read a schedule (DESIGN.md's format: `bench schedule --json`) to check it against its workload."""
+    from storyboard.adapters.yamlsource import load_yaml
+    from storyboard.schema_errors import problems_from_validation
+
+    doc = load_yaml(path)
+    try:
+        spec = _ScheduleSpec.model_validate(doc.data)
+    except ValidationError as e:
+        raise InputError(problems_from_validation(doc, e, _ScheduleSpec)) from None
+    return Schedule(spec.policy, spec.makespan,
+                    [Assignment(a.id, a.node, tuple(a.gpus), a.start, a.end, a.steps) for a in spec.assignments])

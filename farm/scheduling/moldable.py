@@ -9,21 +9,22 @@ saved per extra GPU-second gets the next wider degree. So chains on the critical
 and independent work packs onto single GPUs. The plan (degrees, bottom levels, the placement order)
 is kept until a task it does not cover shows up.
 
-Placement each round: ready tasks go by priority, then longest remaining chain. A task that does not
-fit at its degree starts narrower if that finishes no later than waiting would; otherwise it reserves
-the node that frees up first, and later tasks may only backfill that node if they end before. After
-`LOOKAHEAD` tasks in a row that cannot start the round ends (as batch schedulers bound backfilling),
-so a round costs about the tasks it starts, not the queue.
+Placement each round (`rounds.py`): ready tasks go by priority, then their place in the plan's order
+(longest remaining chain; independent one-GPU work in the order of its tightest packing, `packing.py`).
+After `LOOKAHEAD` tasks in a row that cannot start the round ends (as batch schedulers bound
+backfilling), so a round costs about the tasks it starts, not the queue.
 """
 from __future__ import annotations
 
 import heapq
 from collections import defaultdict
+from dataclasses import replace
 
 from . import lookahead
 from .packing import multifit
-from .preemption import choose_stops, growth, soonest
-from .tasks import Running, Start, Stop, Task, View, best_fit, topological
+from .preemption import growth, stoppable
+from .rounds import Round
+from .tasks import Running, Start, Stop, Task, View, topological
 
 LOOKAHEAD = 64
 
@@ -36,92 +37,44 @@ class Moldable:
         self.degree: dict[str, int] = {}      # the plan: task → degree
         self.level: dict[str, float] = {}     # task → its remaining chain (bottom level) at those degrees
         self.rank: dict[str, int] = {}        # task → place in the placement order
-        self.intent: dict[str, int] = {}      # urgent task → the degree it waits for (what stops free)
+        self.to_stop: list[str] = []          # what the last round chose to stop, for `stops`
+        self.seen: set[str] = set()           # tasks that were ready when a plan was made
+        self.packed: dict[str, float] = {}    # independent one-GPU task → its start in the packing
 
     def decide(self, view: View) -> list[Start]:
         self.plan(view)
-        now, widest = view.now, view.cluster.widest
-        free = {n: list(g) for n, g in view.free.items() if g}
-        if not free or not view.ready:
-            return []
-        idle = _NodeClock(view, free)
-        reserved: dict[int, float] = {}      # node → when a reserved gang will start there
-        lowest = min((r.task.priority for r in view.running), default=0)
-        sooner: dict[tuple[int, int], tuple[int | None, float]] = {}   # (priority, degree) → by stopping
-        starts, misses = [], 0
+        widest = view.cluster.widest
+        placing = Round(view)
+        starts, misses, waiting_urgent = [], 0, None
         for task in sorted(view.ready, key=lambda t: self.rank[t.id]):
-            if not free or misses >= LOOKAHEAD:
+            if misses >= LOOKAHEAD or not (placing.free or placing.may_stop_for(task)):
                 break
+            if waiting_urgent is not None and task.priority < waiting_urgent:
+                break     # while urgent work waits for GPUs stopped for it, nothing below it starts
             want = self.want(task, widest)
             if len(view.ready) == 1 and not view.pending:
                 # the last task of the queue: as wide as idle GPUs allow (elastic growth resumes here)
-                want = max([d for d in task.degrees(widest) if any(len(g) >= d for g in free.values())] or [want])
-            open_nodes = [n for n in free if n not in reserved]
-            start = best_fit(task, want, free, view.resident, open_nodes)
-            if start is None and view.preempt and task.priority > lowest:
-                # urgent: the gang that ends soonest, counting GPUs that stopping lower-priority work frees
-                want, (node, at) = self.urgent_gang(task, want, view, free, open_nodes, idle, reserved, sooner)
-                self.intent[task.id] = want
-                if at <= now:
-                    start = best_fit(task, want, free, view.resident, open_nodes)
-                else:
-                    if node is not None and node not in reserved:
-                        reserved[node] = at
-                    misses += 1
-                    continue
+                want = max([d for d in task.degrees(widest) if any(len(g) >= d for g in placing.free.values())]
+                           or [want])
+            start = placing.place(task, want)
             if start is None:
-                wait_node, ready_at = idle.first(want, reserved)
-                for d in reversed([d for d in task.degrees(widest) if d < want]):
-                    if now + task.time(d) <= ready_at + task.time(want):
-                        start = best_fit(task, d, free, view.resident, open_nodes)
-                        if start is not None:
-                            break
-                if start is None:
-                    # backfill a reserved node only with work that is done before its gang starts
-                    fits = [n for n, at in reserved.items() if n in free and now + task.time(want) <= at]
-                    start = best_fit(task, want, free, view.resident, fits)
-                if start is None:
-                    if wait_node is not None and wait_node not in reserved:
-                        reserved[wait_node] = ready_at
-                    misses += 1
-                    continue
+                if placing.may_stop_for(task) and waiting_urgent is None:
+                    waiting_urgent = task.priority
+                misses += 1
+                continue
             misses = 0
             starts.append(start)
-            idle.started(start.node, now + task.time(start.degree), start.degree)
-            if not free[start.node]:
-                del free[start.node]
+        self.to_stop = list(placing.stopping)
         return starts
 
     def stops(self, view: View) -> list[Stop]:
+        """What this round's `decide` chose to stop for urgent work (still running, not yet stopping);
+        with nothing waiting, running tasks that would end sooner on a wider gang (elastic growth)."""
         if not view.preempt:
             return []
-        self.plan(view)
-        widest = view.cluster.widest
-        return (choose_stops(view, lambda t: self.intent.get(t.id) or self.want(t, widest), lambda t: self.rank[t.id])
-                or growth(view, widest))
-
-    @staticmethod
-    def urgent_gang(task: Task, want: int, view: View, free, open_nodes, idle: _NodeClock, reserved,
-                    sooner: dict) -> tuple[int, tuple[int | None, float]]:
-        """For work that may stop lower-priority tasks: the degree (up to the planned one) that ends
-        soonest, and where and when its GPUs are free (now, when they free up anyway, or when stopped
-        tasks reach their step boundary)."""
-        now, best = view.now, None
-        for d in task.degrees(view.cluster.widest):
-            if d > want:
-                break
-            if any(len(free[n]) >= d for n in open_nodes):
-                node, at = None, now
-            else:
-                node, at = idle.first(d, reserved)
-                if (task.priority, d) not in sooner:
-                    sooner[(task.priority, d)] = soonest(view, task, d)
-                other, when = sooner[(task.priority, d)]
-                if when < at and other not in reserved:
-                    node, at = other, when
-            if best is None or at + task.time(d) < best[0] - 1e-9:
-                best = (at + task.time(d), d, (node, at))
-        return best[1], best[2]
+        running = {r.task.id for r in view.running if not r.stopping}
+        chosen, self.to_stop = [Stop(t) for t in self.to_stop if t in running], []
+        return chosen or growth(view, view.cluster.widest)
 
     def want(self, task: Task, widest: int) -> int:
         """The planned degree, or the efficient one where the plan's is no longer allowed (an OOM
@@ -132,36 +85,53 @@ class Moldable:
     # -- the plan -------------------------------------------------------------------------------------
 
     def plan(self, view: View) -> None:
-        """Plan again when a task the plan does not cover is queued; otherwise keep the plan."""
+        """Plan again when a task the plan does not cover is queued, or a class's first tasks become
+        ready (an urgent job released: planned for the cluster as it is then); otherwise keep the plan."""
         tasks = view.ready + view.pending
-        if all(t.id in self.rank for t in tasks):
+        lowest = min((r.task.priority for r in view.running), default=None)
+        # urgent work newly ready: planned again for the cluster as it is now
+        fresh = {t.id for t in view.ready if lowest is not None and t.priority > lowest} - self.seen
+        if all(t.id in self.rank for t in tasks) and not fresh:
             return
+        self.seen |= {t.id for t in view.ready}
         classes: dict[int, list[Task]] = defaultdict(list)
         for t in tasks:
             classes[t.priority].append(t)
         running = defaultdict(list)
         for r in view.running:
             running[r.task.priority].append(r)
-        self.degree, packed = {}, {}
+        # only a class with new work, or urgent work newly ready, is planned again: the rest keep theirs
+        changed = {t.priority for t in tasks if t.id not in self.rank or t.id in fresh}
+        degree, packed = {}, {}
         for priority, members in classes.items():
-            self.degree.update(self.allocation(view, members, running[priority]))
-            if all(not t.deps and self.degree[t.id] == 1 for t in members):
+            if priority not in changed:
+                degree.update((t.id, self.degree[t.id]) for t in members)
+                packed.update((t.id, self.packed[t.id]) for t in members if t.id in self.packed)
+                continue
+            degree.update(self.allocation(view, members, running[priority]))
+            if all(not t.deps and degree[t.id] == 1 for t in members):
                 # independent one-GPU work: in the order of its tightest packing
                 starts = multifit([t.time(1) for t in members], view.cluster.total)
                 packed.update((t.id, s) for t, s in zip(members, starts))
+        self.degree, self.packed = degree, packed
         self.level = _bottom_levels(tasks, self.degree)
-        order = sorted(tasks, key=lambda t: (-t.priority, packed.get(t.id, 0.0), -self.level[t.id], t.id))
+        for r in view.running:      # covered too: one stopped later comes back with its remaining time
+            self.degree.setdefault(r.task.id, len(r.gpus))
+            self.level.setdefault(r.task.id, max(r.end - view.now, 0.0))
+        order = sorted(tasks + [r.task for r in view.running],
+                       key=lambda t: (-t.priority, packed.get(t.id, 0.0), -self.level[t.id], t.id))
         self.rank = {t.id: i for i, t in enumerate(order)}
 
     def allocation(self, view: View, tasks: list[Task], running: list[Running]) -> dict[str, int]:
-        """A class's degrees: given (a lookahead trial), CPA's for independent or large classes, else
-        the best of a few tried in the simulator (`lookahead.py`)."""
+        """A class's degrees: given (a lookahead trial), CPA's for a large class, else the best of a few
+        tried in the simulator (`lookahead.py`)."""
         if self.fixed is not None:
             return {t.id: self.fixed.get(t.id) or t.efficient_degree(view.cluster.widest) for t in tasks}
-        if len(tasks) > lookahead.MAX_TASKS or not any(t.deps for t in tasks):
+        independent = not any(t.deps for t in tasks)
+        if len(tasks) > (lookahead.MAX_INDEPENDENT if independent else lookahead.MAX_TASKS):
             return self.allocate(view, tasks, running)
         options = lookahead.candidates(tasks, lambda s: self.allocate(view, tasks, running, s), view.cluster.widest)
-        return lookahead.best(tasks, view.cluster, view.now, options, Moldable)
+        return lookahead.best(tasks, view.cluster, view.now, options, Moldable, _held(view, tasks[0].priority))
 
     def allocate(self, view: View, tasks: list[Task], running: list[Running], stretch: float = 1.0) -> dict[str, int]:
         widest, total = view.cluster.widest, max(view.cluster.total, 1)
@@ -217,43 +187,18 @@ def _allocate_independent(tasks: list[Task], degree: dict[str, int], area: float
     return degree
 
 
-class _NodeClock:
-    """When each node will have d idle GPUs (by the running tasks' ends), kept up to date as the round
-    starts tasks: a query costs a pass over the nodes, not over everything running."""
-
-    def __init__(self, view: View, free: dict[int, list[int]]):
-        self.ends: dict[int, list[tuple[float, int]]] = defaultdict(list)
-        for r in view.running:
-            self.ends[r.node].append((r.end, len(r.gpus)))
-        self.idle = {n: len(free.get(n, ())) for n in range(len(view.cluster.gpus))}
-        self.now = view.now
-        self.cache: dict[int, dict[int, float]] = {}
-
-    def started(self, node: int, end: float, degree: int) -> None:
-        self.ends[node].append((end, degree))
-        self.idle[node] -= degree
-        self.cache.clear()
-
-    def at(self, node: int, degree: int) -> float:
-        count, at = self.idle[node], self.now
-        for end, used in sorted(self.ends[node]):
-            if count >= degree:
-                break
-            count, at = count + used, end
-        return at if count >= degree else float("inf")
-
-    def first(self, degree: int, reserved: dict[int, float]) -> tuple[int | None, float]:
-        """The unreserved node that first has `degree` idle GPUs, and when."""
-        times = self.cache.setdefault(degree, {})
-        best: tuple[int | None, float] = (None, float("inf"))
-        for node in self.idle:
-            if node in reserved:
-                continue
-            if node not in times:
-                times[node] = self.at(node, degree)
-            if times[node] < best[1]:
-                best = (node, times[node])
-        return best
+def _held(view: View, priority: int) -> tuple[Running, ...]:
+    """What a class of `priority` cannot use now, as the simulator's `busy`: every running task of the
+    other classes until its end, or (with preemption) a lower-priority one until its next step boundary."""
+    held = []
+    for r in view.running:
+        if r.task.priority == priority:
+            continue
+        end = r.end
+        if view.preempt and r.task.priority < priority:
+            end = min(end, stoppable(r, view.now) or end)
+        held.append(Running(replace(r.task, id=f"held:{r.task.id}"), r.node, r.gpus, 0.0, max(end - view.now, 0.0)))
+    return tuple(held)
 
 
 def _critical_path(tasks: list[Task], degree: dict[str, int], remaining: dict[str, float],

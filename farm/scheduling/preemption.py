@@ -1,10 +1,11 @@
 """Which running tasks to stop, at their next step boundary, so that urgent work does not wait.
 
-A ready task that fits nowhere looks for a node where lower-priority running tasks, stopped at their
-next denoising step boundary, would free enough GPUs for its planned gang. It asks only when that is
-sooner than waiting, counting the restart the stopped tasks will pay (`Task.restart_s`) against the
-time until GPUs free up anyway; of the nodes that would do, the one ready soonest (then the fewest GPUs
-stopped) wins, and the tasks whose boundary comes soonest go first. A stopped task loses nothing
+While the policy places a round's ready tasks (`moldable.py`), an urgent task that fits nowhere looks
+at the cluster as if lower-priority work that can be stopped ended at its next denoising step boundary
+(`stoppable`): when that frees its planned gang sooner, by more than the restart the stopped tasks will
+pay (`Task.restart_s`), than waiting, the node is reserved for it as for any gang, and the tasks there
+whose boundary comes before its start are stopped (`to_stop`), soonest first. So urgent work follows
+the plan it would have on an idle farm, about one step late. A stopped task loses nothing
 but the restart (its steps are checkpointed) and resumes at whatever degree the policy then picks.
 
 Aging: a task is stopped at most `MAX_PREEMPTIONS` times, so however much urgent work arrives, every
@@ -13,8 +14,6 @@ back ahead of work of its class that has not started.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import replace
 
 from .tasks import Running, Stop, Task, View
@@ -22,40 +21,32 @@ from .tasks import Running, Stop, Task, View
 MAX_PREEMPTIONS = 2
 
 
-def choose_stops(view: View, want: Callable[[Task], int], rank: Callable[[Task], int]) -> list[Stop]:
-    running = [r for r in view.running if not r.stopping]
-    if not running or not view.ready:
-        return []
-    lowest = min(r.task.priority for r in running)
-    urgent = sorted((t for t in view.ready if t.priority > lowest), key=rank)
-    if not urgent:
-        return []
-    now = view.now
-    free = {n: len(g) for n, g in view.free.items()}
-    on_node: dict[int, list[Running]] = defaultdict(list)
+def stoppable(r: Running, now: float) -> float | None:
+    """When `r` would stop if asked now (its next step boundary), or None: already stopping, stopped
+    `MAX_PREEMPTIONS` times, or on its last step (stopping would free nothing sooner)."""
+    if r.stopping or r.task.preempted >= MAX_PREEMPTIONS:
+        return None
+    step, boundary = r.next_boundary(now)
+    return boundary if step < r.task.steps else None
+
+
+def to_stop(view: View, node: int, urgent: Task, degree: int, at: float, idle: int, chosen) -> list[str]:
+    """The lower-priority tasks on `node` to stop so that `degree` GPUs are idle there by `at` for
+    `urgent`, soonest boundary first, counting what ends or stops by then anyway."""
+    have, stop = idle, []
+    frees = []
     for r in view.running:
-        on_node[r.node].append(r)
-    stopped: set[str] = set()
-    stops = []
-    for task in urgent:
-        degree = want(task)
-        fits = [n for n, c in free.items() if c >= degree]
-        if fits:      # it starts as soon as the policy places it: keep its GPUs out of the count
-            free[min(fits, key=lambda n: free[n])] -= degree
+        if r.node != node:
             continue
-        natural = min((_free_at(on_node[n], free.get(n, 0), degree, now) for n in on_node), default=float("inf"))
-        best = None
-        for node, tasks in on_node.items():
-            plan = _victims(tasks, task, free.get(node, 0), degree, now, stopped)
-            if plan is not None and (best is None or plan[:2] < best[:2]):
-                best = (*plan, node)
-        if best is None or natural <= best[0] + task.restart_s:
-            continue      # waiting costs no more than stopping someone
-        ready_at, gpus, victims, node = best
-        stops += [Stop(r.task.id) for r in victims]
-        stopped.update(r.task.id for r in victims)
-        free[node] = free.get(node, 0) + gpus - degree
-    return stops
+        boundary = stoppable(r, view.now) if r.task.priority < urgent.priority and r.task.id not in chosen else None
+        frees.append((boundary if boundary is not None else r.end, boundary is not None, r))
+    for when, stops, r in sorted(frees, key=lambda f: (f[0], f[1])):
+        if have >= degree or when > at + 1e-9:
+            break
+        have += len(r.gpus)
+        if stops:
+            stop.append(r.task.id)
+    return stop
 
 
 def growth(view: View, widest: int) -> list[Stop]:
@@ -79,51 +70,3 @@ def growth(view: View, widest: int) -> list[Stop]:
             stops.append(Stop(r.task.id))
             idle[r.node] = spare - (wider[-1] - len(r.gpus))
     return stops
-
-
-def soonest(view: View, task: Task, degree: int) -> tuple[int | None, float]:
-    """The node where stopping lower-priority work frees `degree` GPUs for `task` soonest, and when
-    (None, inf when no stopping would)."""
-    free = {n: len(g) for n, g in view.free.items()}
-    on_node: dict[int, list[Running]] = defaultdict(list)
-    for r in view.running:
-        on_node[r.node].append(r)
-    best: tuple[int | None, float] = (None, float("inf"))
-    for node, tasks in on_node.items():
-        plan = _victims(tasks, task, free.get(node, 0), degree, view.now, set())
-        if plan is not None and plan[0] < best[1]:
-            best = (node, plan[0])
-    return best
-
-
-def _victims(tasks: list[Running], urgent: Task, idle: int, degree: int, now: float, stopped: set[str]):
-    """(when the GPUs are free, GPUs stopped, the tasks) for freeing `degree` GPUs on one node by
-    stopping lower-priority tasks there; None when they would not free enough."""
-    candidates = []
-    for r in tasks:
-        if r.stopping or r.task.id in stopped or r.task.priority >= urgent.priority \
-                or r.task.preempted >= MAX_PREEMPTIONS:
-            continue
-        step, boundary = r.next_boundary(now)
-        if step < r.task.steps:    # on its last step, stopping it would free nothing sooner
-            candidates.append((boundary, r.task.priority, -(r.end - now), r))
-    chosen, have, at = [], idle, now
-    for boundary, _, _, r in sorted(candidates, key=lambda c: c[:3]):   # soonest free first
-        if have >= degree:
-            break
-        chosen.append(r)
-        have += len(r.gpus)
-        at = max(at, boundary)
-    if have < degree:
-        return None
-    return at, have - idle, chosen
-
-
-def _free_at(tasks: list[Running], idle: int, degree: int, now: float) -> float:
-    """When `degree` GPUs of a node are idle without stopping anything."""
-    count, at = idle, now
-    for r in sorted(tasks, key=lambda r: r.end):
-        if count >= degree:
-            break
-        count, at = count + len(r.gpus), r.end
-    return at if count >= degree else float("inf")

@@ -49,7 +49,7 @@ class Schedule:
 class _Run:
     """The simulation's state: what waits, what is ready, what runs, what each task ran so far."""
 
-    def __init__(self, workload: Workload, policy: Policy):
+    def __init__(self, workload: Workload, policy: Policy, busy: tuple[Running, ...] = ()):
         self.w, self.policy = workload, policy
         self.order = {t.id: i for i, t in enumerate(workload.tasks)}
         self.task = {t.id: t for t in workload.tasks}          # current: steps done, times preempted
@@ -69,6 +69,12 @@ class _Run:
         self.free = {n: list(range(g)) for n, g in enumerate(workload.cluster.gpus)}
         self.seq = 0
         self.now = 0.0
+        self.busy = {r.task.id for r in busy}    # GPUs held from the start by work outside the workload
+        for r in busy:
+            for g in r.gpus:
+                self.free[r.node].remove(g)
+            self.running[r.task.id] = r
+            self._schedule_end(r.task.id)
         for t in workload.tasks:
             if not t.deps:
                 self._unblocked(t.id)
@@ -81,7 +87,7 @@ class _Run:
 
     def view(self, preempt: bool) -> View:
         ready = [self.task[i] for i in sorted(self.ready, key=self.order.__getitem__)]
-        pending = [self.task[i] for i in self.waiting if i not in self.ready]
+        pending = [self.task[i] for i in sorted(self.waiting - self.ready, key=self.order.__getitem__)]
         return View(self.now, self.w.cluster, {n: list(g) for n, g in self.free.items()}, ready, pending,
                     list(self.running.values()), preempt=preempt)
 
@@ -99,7 +105,7 @@ class _Run:
 
     def stop(self, tid: str) -> None:
         r = self.running.get(tid)
-        if r is None or r.stopping:
+        if r is None or r.stopping or tid in self.busy:
             return
         step, at = r.next_boundary(self.now)
         if step >= r.task.steps:
@@ -131,6 +137,8 @@ class _Run:
     def _ended(self, tid: str) -> None:
         r = self.running.pop(tid)
         self.free[r.node].extend(r.gpus)
+        if tid in self.busy:
+            return
         task = r.task
         if r.stopping:
             step = self.stop_step.pop(tid)
@@ -160,8 +168,11 @@ class _Run:
         return Schedule(self.policy.name, max((a.end for a in out), default=0.0), out, decisions)
 
 
-def simulate(workload: Workload, policy: Policy, *, preempt: bool = False) -> Schedule:
-    run = _Run(workload, policy)
+def simulate(workload: Workload, policy: Policy, *, preempt: bool = False,
+             busy: tuple[Running, ...] = ()) -> Schedule:
+    """`busy`: GPUs held from time 0 until each one's `end` by work that is not the workload's (the
+    policy sees it running and may not stop it); the schedule has only the workload's tasks."""
+    run = _Run(workload, policy, busy)
     decisions: list[float] = []
     while run.waiting or run.running:
         view = run.view(preempt)

@@ -122,3 +122,4 @@ def _cycle(tasks: list[Task]) -> list[str]:
                 stack.append((child, iter(deps[child])))
                 path.append(child)
     return []
+

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from engine.steps import StepState
 from farm.job.checkpoints import StepOrder
 from farm.job.results import Checkpointed
+from storyboard.checkpoints import CheckpointPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,8 @@ class WorkerControl:
         return stop
 
     def _due(self, done: int) -> bool:
-        if self.every_steps is not None and done - self.last_step >= self.every_steps:
-            return True
-        return self.every_s is not None and time.monotonic() - self.last_at >= self.every_s
+        return CheckpointPolicy(self.every_steps, self.every_s).due(done - self.last_step,
+                                                                    time.monotonic() - self.last_at)
 
     def shipped(self, state: StepState | None) -> None:
         """Ship `state` (rank 0; once a step): at a checkpoint, or the engine's state where it stopped."""

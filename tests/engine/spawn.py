@@ -25,11 +25,11 @@ scenes:
 """
 
 
-def keyframed_segment(folder: Path):
-    """The segment of STORYBOARD written into `folder` with its two pictures, and those pictures."""
+def keyframed_segment(folder: Path, frames: int = 17):
+    """The segment of STORYBOARD (`frames` long) written into `folder` with its two pictures, and those pictures."""
     for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
         Image.new("RGB", (80, 60), colour).save(folder / f"{name}.png")
-    plan = build_plan(load(make_storyboard(folder, STORYBOARD)))
+    plan = build_plan(load(make_storyboard(folder, STORYBOARD.replace("frames: 17", f"frames: {frames}"))))
     segment = plan.segment("c.0")
     images = {c.image: np.asarray(Image.open(plan.assets[c.image.ref]).convert("RGB")) for c in segment.conditions}
     return segment, images

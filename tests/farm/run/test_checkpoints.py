@@ -44,7 +44,7 @@ def board(folder: Path, name: str, prompt: str, *, shots: int = 1, degrees=(1, 2
     data = yaml.safe_load((ROOT / "configs" / "models" / "wan-tiny.yaml").read_text())
     model = f"tiny-{name}"
     data.update(name=model, degrees=list(degrees))
-    data["cost"]["checkpoint"] = {"steps": 1, "min_s": 0}
+    data["options"]["checkpoint"] = {"every_steps": 1, "min_segment_s": 0}
     if linear_s_per_ktoken is not None:
         data["cost"]["linear_s_per_ktoken"] = linear_s_per_ktoken
     (folder / f"{model}.yaml").write_text(yaml.safe_dump(data))
