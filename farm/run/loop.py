@@ -186,7 +186,8 @@ class FarmLoop:
         if not ready and not (self.preemption.enabled and self.running):
             return
         view = self._gpu_view(ready, pending)
-        if any(not s.busy for s in self.pool.slots):
+        # with preemption on, the policy decides even with no GPU free: its stops come from its starts
+        if ready and (view.preempt or any(not s.busy for s in self.pool.slots)):
             taken: set[tuple[int, int]] = set()
             for start in self.policy.decide(view):
                 job, seg = owner[start.task]
