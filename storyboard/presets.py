@@ -208,10 +208,10 @@ def decode_tiles(options: dict, width: int, height: int) -> bool:
 def pixel_options(options: dict) -> dict:
     """`options` less the speed settings that leave the pixels as they are (up to kernel rounding, as a
     thread count does): an exact attention backend (all but SageAttention's quantized ones) and
-    compilation, and CFG-parallel (the same two passes, mixed the same way, on other ranks). FP8 weights,
-    caches, quantized attention and VAE tiling change pixels, so they stay and count in a segment's
-    content hash; the rest do not re-render what is cached."""
-    options = {k: v for k, v in options.items() if k != "cfg_parallel"}
+    compilation, and CFG-parallel (the same two passes, mixed the same way, on other ranks), and when
+    a segment checkpoints. FP8 weights, caches, quantized attention and VAE tiling change pixels, so they
+    stay and count in a segment's content hash; the rest do not re-render what is cached."""
+    options = {k: v for k, v in options.items() if k not in ("cfg_parallel", "checkpoint")}
     speed = options.get("speed")
     if not isinstance(speed, dict):
         return options

@@ -45,6 +45,17 @@ def default_cache_cap() -> int:
     return parse_size(os.environ.get("SAKUGA_CACHE_MAX_SIZE", "200G"))
 
 
+def trim_to_cap(cache: SegmentCache) -> None:
+    """The cache's automatic cap (oldest entries first), after each job; it never fails a render."""
+    try:
+        removed = cache.prune(default_cache_cap())
+    except (OSError, ValueError) as e:
+        logger.warning("segment cache %s not trimmed: %s", cache.root, e)
+        return
+    if removed:
+        logger.info("segment cache %s: %d oldest segments removed to stay under its cap", cache.root, removed)
+
+
 def default_cache_dir() -> Path:
     """`$SAKUGA_CACHE/segments`, else `$XDG_CACHE_HOME/sakuga/segments`, else `~/.cache/sakuga/segments`."""
     if os.environ.get("SAKUGA_CACHE"):

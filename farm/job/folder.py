@@ -43,6 +43,15 @@ class JobFolder:
         """`segments/<seg><ext>`; not with_suffix: segment ids contain dots."""
         return self.segments / f"{seg_id}{ext}"
 
+    # step checkpoints of segments still rendering (farm/job/checkpoints.py)
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, seg_id: str) -> Path:
+        """`checkpoints/<seg>.step`: the segment's last denoising state (engine.steps.StepState)."""
+        return self.checkpoints / f"{seg_id}.step"
+
     # delivery stages (upscale, retime: farm/stages/), one clip per shot and profile
     @property
     def stages(self) -> Path:

@@ -12,6 +12,7 @@ import numpy as np
 from farm.stages.stage import Stage
 from storyboard.plan import Plan, Segment
 
+from .cache import file_sha256
 from .folder import JobFolder
 from .results import Published
 
@@ -23,6 +24,17 @@ def files(folder: JobFolder, item: Item) -> dict[str, Path]:
     if isinstance(item, Stage):
         return {".mp4": folder.stage(item.id, ".mp4")}
     return {ext: folder.segment(item.id, ext) for ext in (".mp4", ".png")}
+
+
+def intact(folder: JobFolder, item: Item, row: dict) -> bool:
+    """Whether a published item's files still match the sha256 its ledger row recorded."""
+    record = row.get("record") or {}
+    paths = files(folder, item)
+    try:
+        return (file_sha256(paths[".mp4"]) == row.get("file_sha256")
+                and (".png" not in paths or file_sha256(paths[".png"]) == record.get("png_sha256")))
+    except OSError:
+        return False
 
 
 def sidecar_path(folder: JobFolder, item: Item) -> Path:

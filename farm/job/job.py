@@ -24,7 +24,8 @@ from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Plan, Segment
 
 from . import items as kinds
-from .cache import SegmentCache, bytes_sha256, file_sha256
+from .cache import SegmentCache, bytes_sha256
+from .checkpoints import Checkpoints
 from .events import JobEvent
 from .folder import JobFolder
 from .ledger import AttemptRow, Ledger, LedgerWriteError
@@ -74,6 +75,7 @@ class Job:
         self.observers: list[JobObserver] = []
         self.lock: FolderLock | None = None
         self._pngs: dict[str, bytes] = {}
+        self.checkpoints = Checkpoints(self)
 
     @staticmethod
     def new_id(stem: str) -> str:
@@ -115,7 +117,7 @@ class Job:
             state = self.state[seg.id]
             state.attempts = row["attempts"]
             if status[seg.id] == "published":
-                if self._intact(seg, row):
+                if kinds.intact(self.folder, seg, row):
                     self._settle(seg, Published(**{k: v for k, v in (row["record"] or {}).items()
                                                     if k in Published.__dataclass_fields__}), "resumed")
                     self.kept += 1
@@ -126,18 +128,10 @@ class Job:
                 self.note(f"{seg.id}: published file no longer matches its hash; re-rendering it")
             if cache is not None and self._from_cache(seg, cache):
                 self.reused += 1
+        self.checkpoints.open()
         stages = f", {len(self.stages)} stages" if self.stages else ""
         self._tell("opened", status="running", detail=f"{len(self.plan.segments)} segments{stages}, "
                                                       f"{self.reused + self.kept} reused")
-
-    def _intact(self, seg: kinds.Item, row: dict) -> bool:
-        record = row.get("record") or {}
-        files = kinds.files(self.folder, seg)
-        try:
-            return (file_sha256(files[".mp4"]) == row.get("file_sha256")
-                    and (".png" not in files or file_sha256(files[".png"]) == record.get("png_sha256")))
-        except OSError:
-            return False
 
     def _from_cache(self, seg: kinds.Item, cache: SegmentCache) -> bool:
         entry = cache.link_into(seg.hash, kinds.files(self.folder, seg))
@@ -180,7 +174,7 @@ class Job:
     def task(self, seg: kinds.Item, degrees: tuple[int, ...] = (1,)) -> Task:
         runtime = {d: seg.runtime(d) for d in degrees if d in dict(seg.runtime_s)}
         return Task(self.task_id(seg.id), runtime, tuple(self.task_id(d) for d in seg.deps), self.id,
-                    self.priority, 0.0, seg.model)
+                    self.priority, 0.0, seg.model, **self.checkpoints.progress(seg))
 
     def is_ready(self, seg: Segment) -> bool:
         return all(self.state[d].status == "published" for d in seg.deps)
@@ -256,7 +250,8 @@ class Job:
         self._tell("attempt_ended", seg, status=status, detail=error)
         if status in NOT_COUNTED:   # not the segment's fault: it stays to be rendered, the try not counted
             state.tries -= 1
-            return status == "node-lost"
+            self.checkpoints.preempted[seg.id] += status == "preempted"
+            return status in ("node-lost", "preempted")
         if state.tries >= MAX_ATTEMPTS or self.cancelling:
             self.fail(seg, error)
             return False
@@ -283,6 +278,7 @@ class Job:
             except OSError as e:   # a full or read-only cache must not fail a rendered segment
                 self.ledger.event("cache", f"{seg.id}: not cached ({e})", job=self.id)
         self._settle(seg, published, "rendered")
+        self.checkpoints.drop(seg)
         self._tell("published", seg, status="published", worker=worker, degree=degree,
                    busy_s=result.render_s + result.encode_s)
 

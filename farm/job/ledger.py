@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 from .states import ATTEMPT, JOB, SEGMENT
 
-VERSION = 2   # 2: takes (an older ledger gains the table when opened)
+VERSION = 3   # 2: takes, 3: checkpoints (an older ledger gains the tables when opened)
 SEGMENT_STATUSES = SEGMENT.states
 JOB_STATUSES = JOB.states
 
@@ -74,6 +74,17 @@ class TakeRow(TypedDict):
     approved: int                # 1 for the take the cut uses (none: take 1)
 
 
+class CheckpointRow(TypedDict):
+    job: str
+    segment: str
+    step: int                    # steps done when it was taken, of `steps`
+    steps: int
+    key: str                     # the content key it was conditioned on (the segment's hash then)
+    sha256: str                  # of the published file, OUT/checkpoints/<segment>.step
+    bytes: int
+    updated: float
+
+
 class EventRow(TypedDict):
     seq: int
     ts: float
@@ -96,6 +107,9 @@ CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL
     kind TEXT, detail TEXT);
 CREATE TABLE IF NOT EXISTS takes(job TEXT, shot TEXT, take INT, overrides TEXT, created REAL, approved INT,
     PRIMARY KEY(job, shot, take));
+CREATE TABLE IF NOT EXISTS checkpoints(job TEXT, segment TEXT, step INT, steps INT, key TEXT, sha256 TEXT,
+    bytes INT, updated REAL, PRIMARY KEY(job, segment),
+    FOREIGN KEY(job, segment) REFERENCES segments(job, id) ON DELETE CASCADE);
 PRAGMA user_version={VERSION};
 COMMIT;
 """
@@ -347,6 +361,21 @@ class Ledger:
 
     def takes(self, job: str) -> list[TakeRow]:
         return self._rows("SELECT * FROM takes WHERE job=? ORDER BY shot, take", job)
+
+    # -- checkpoints (farm/job/checkpoints.py) --------------------------------------------------------
+
+    def save_checkpoint(self, job: str, seg: str, *, step: int, steps: int, key: str, sha256: str, size: int) -> None:
+        """The segment's latest checkpoint (its file already published), replacing the one before."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO checkpoints(job, segment, step, steps, key, sha256, bytes, updated) "
+                       "VALUES(?,?,?,?,?,?,?,?)", (job, seg, step, steps, key, sha256, size, time.time()))
+
+    def drop_checkpoint(self, job: str, seg: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM checkpoints WHERE job=? AND segment=?", (job, seg))
+
+    def checkpoints(self, job: str) -> list[CheckpointRow]:
+        return self._rows("SELECT * FROM checkpoints WHERE job=? ORDER BY segment", job)
 
     # -- events -------------------------------------------------------------------------------------
 

@@ -48,3 +48,23 @@ class Published:
     def of(result: SegmentResult, worker: str, degree: int, png_sha256: str) -> Published:
         return Published(dict(result.metrics), result.render_s, result.encode_s, result.started, worker,
                          result.node, degree, png_sha256)
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """A rendering worker checkpointed its segment's denoising state after `step` of `steps` (rank 0 of
+    a gang): `blob` is `engine.steps.StepState.to_bytes()`, `key` the content key it was conditioned on.
+    The attempt goes on; the job publishes the blob (farm/job/checkpoints.py)."""
+    step: int
+    steps: int
+    blob: bytes
+    key: str
+
+
+@dataclass(frozen=True)
+class StoppedAt:
+    """A worker stopped its segment at a step boundary, as asked (`Pool.stop`): the attempt ends
+    `preempted`, its GPUs are free, and the segment goes on from its last checkpoint."""
+    step: int
+    worker: str
+    resident: tuple[str, ...] = ()

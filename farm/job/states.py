@@ -8,7 +8,7 @@ attempted instead of leaving a ledger that `sakuga resume` would misread.
                  │  ▲       │ ▲
                  │  └───────┘ └ (an attempt failed and will be retried, or was interrupted/cancelled)
                  └─► failed / skipped (given up; a resume makes them pending again)
-    attempt:  running ─► done / died / error / oom / timeout / interrupted / cancelled / node-lost
+    attempt:  running ─► done / died / error / oom / timeout / interrupted / cancelled / node-lost / preempted
     job:      queued ─► running ─► done / failed / interrupted / cancelled ─► running (resumed)
 """
 from __future__ import annotations
@@ -55,9 +55,11 @@ SEGMENT = _m("segment", {
 # a segment that will not change any more in this run
 SETTLED = frozenset({"published", "failed", "skipped"})
 
-ATTEMPT_ENDS = frozenset({"done", "died", "error", "oom", "timeout", "interrupted", "cancelled", "node-lost"})
-# ends that are not the segment's fault: they do not count against its attempts
-NOT_COUNTED = frozenset({"interrupted", "cancelled", "node-lost"})
+ATTEMPT_ENDS = frozenset({"done", "died", "error", "oom", "timeout", "interrupted", "cancelled", "node-lost",
+                          "preempted"})
+# ends that are not the segment's fault: they do not count against its attempts (`preempted`: asked to
+# stop at a step boundary for more urgent work; it goes on from its checkpoint)
+NOT_COUNTED = frozenset({"interrupted", "cancelled", "node-lost", "preempted"})
 ATTEMPT = _m("attempt", {"running": set(ATTEMPT_ENDS), **{end: set() for end in ATTEMPT_ENDS}})
 
 JOB = _m("job", {

@@ -21,6 +21,10 @@ class Attempt:
     estimate: float
     pending: dict[Call, Slot] = field(default_factory=dict)   # member call → its slot, until it returns
     result: SegmentResult | None = None                       # rank 0's
+    stopping: float | None = None     # when it was asked to stop at its next step boundary (preemption)
+    stopped: int | None = None        # the step it stopped at, once a member said so
+    checkpoints: int = 0              # checkpoints it shipped that the job kept
+    resumed: int = 0                  # the step it started from (its checkpoint's)
 
     @property
     def worker(self) -> str:

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 from farm.delivery.deliver import deliver
-from farm.job.cache import SegmentCache, default_cache_cap
+from farm.job.cache import SegmentCache, trim_to_cap
 from farm.job.job import JobObserver
 from farm.job.ledger import LedgerWriteError
-from farm.job.results import SegmentResult
+from farm.job.results import Checkpointed, SegmentResult, StoppedAt
 from farm.report.report import write_report_on_finish
 from farm.scheduling.policy import DEFAULT, Cluster, Policy, Running, View, policy
 from farm.stages.stage import Stage
@@ -32,6 +32,7 @@ from storyboard.plan import Segment
 from .attempt import Attempt
 from .banks import build_banks
 from .placement import Placement
+from .preemption import Preemption
 from .protocols import RunnableJob
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def default_cpu_lanes() -> int:
 class FarmLoop:
     def __init__(self, pool: Pool, *, scheduler: Policy | None = None, cache: SegmentCache | None = None,
                  offload: bool = False, deliver: Callable[[RunnableJob], object] = deliver,
-                 observers: tuple[JobObserver, ...] = (write_report_on_finish,), cpu_lanes: int | None = None):
+                 observers: tuple[JobObserver, ...] = (write_report_on_finish,), cpu_lanes: int | None = None,
+                 preempt: bool = True):
         self.pool = pool
         self.lanes = [Slot(0, i, "cpu", name=f"cpu{i}", cpu=True) for i in range(cpu_lanes or default_cpu_lanes())]
         self.policy = scheduler or policy(DEFAULT)
@@ -53,6 +55,7 @@ class FarmLoop:
         self.deliver = deliver
         self.observers = observers        # told about every job's events (the report, once delivered)
         self.placement = Placement(pool, offload)
+        self.preemption = Preemption(pool, preempt)   # step checkpoints, and stopping work for urgent work
         self.jobs: dict[str, RunnableJob] = {}
         self.held: set[str] = set()                         # paused jobs: nothing new of theirs starts
         self.running: dict[object, Attempt] = {}            # a member's call → its attempt
@@ -170,23 +173,33 @@ class FarmLoop:
         self._schedule_lanes(ready["cpu"], pending["cpu"], owner)
 
     def _running(self, cpu: bool) -> list[Running]:
-        return [Running(a.job.task(a.seg, (a.degree,)), a.slots[0].node, tuple(s.gpu for s in a.pending.values()),
-                        a.started - self.epoch, a.started - self.epoch + a.estimate)
-                for a in self._attempts() if a.slots[0].cpu == cpu]
+        now = time.time()
+        return [self.preemption.running(a, now, self.epoch) for a in self._attempts() if a.slots[0].cpu == cpu]
+
+    def _gpu_view(self, ready: list, pending: list) -> View:
+        return View(time.time() - self.epoch, Cluster(tuple(self.pool.nodes)), self.pool.free(), ready, pending,
+                    self._running(cpu=False), self.pool.resident(), preempt=self.preemption.enabled)
 
     def _schedule_gpus(self, ready: list, pending: list, owner: dict) -> None:
-        if not ready or not any(not s.busy for s in self.pool.slots):
+        """Start what the policy picks on the free GPUs; then, with preemption on, ask the running work it
+        chooses to stop at its next step boundary (for more urgent work, or to resume at another width)."""
+        if not ready and not (self.preemption.enabled and self.running):
             return
-        view = View(time.time() - self.epoch, Cluster(tuple(self.pool.nodes)), self.pool.free(), ready, pending,
-                    self._running(cpu=False), self.pool.resident())
-        taken: set[tuple[int, int]] = set()
-        for start in self.policy.decide(view):
-            job, seg = owner[start.task]
-            slots = self._slots_for(job, seg, start, taken)
-            if slots and not job.ended:
-                taken.update(s.key for s in slots)
-                with self._isolated():
-                    self._dispatch(job, seg, slots)
+        view = self._gpu_view(ready, pending)
+        # with preemption on, the policy decides even with no GPU free: its stops come from its starts
+        if ready and (view.preempt or any(not s.busy for s in self.pool.slots)):
+            taken: set[tuple[int, int]] = set()
+            for start in self.policy.decide(view):
+                job, seg = owner[start.task]
+                slots = self._slots_for(job, seg, start, taken)
+                if slots and not job.ended:
+                    taken.update(s.key for s in slots)
+                    with self._isolated():
+                        self._dispatch(job, seg, slots)
+            busy = {a.job.task_id(a.seg.id) for a in self._attempts()}
+            view = self._gpu_view([t for t in ready if t.id not in busy], pending)
+        if view.preempt and view.running:
+            self.preemption.ask(self.policy.stops(view), self._attempts())
 
     def _schedule_lanes(self, ready: list, pending: list, owner: dict) -> None:
         """The same policy, over the CPU lanes seen as one node of `len(lanes)` slots."""
@@ -231,13 +244,16 @@ class FarmLoop:
             images = self.pool.share(images)   # one copy for the whole gang
         preset = job.plan.presets[seg.model]
         offload = self.placement.offload(job, seg)
-        a = Attempt(job, seg, [s for s, _ in members], 0, 0.0, 0.0, seg.runtime(len(slots)))
+        # the time left: all of it, or the steps after its checkpoint plus a restart
+        a = Attempt(job, seg, [s for s, _ in members], 0, 0.0, 0.0, job.task(seg, (len(slots),)).time(len(slots)))
+        steps = self.preemption.order(job, seg, slots, a.estimate)
+        a.resumed = steps.resume_step
         a.n = job.start_attempt(seg, worker=a.worker, node=slots[0].node_id, degree=a.degree, offload=offload)
         timeout = job.timeout(seg, a.estimate, loading=any(seg.model not in s.resident for s in slots))
         bank = self.banks.get((job.id, seg.model))
         keep = bool(job.config.get("keep_latents"))
         for slot, spec in members:
-            call = self.pool.render(slot, preset, seg, images, bank, offload, spec, keep)
+            call = self.pool.render(slot, preset, seg, images, bank, offload, spec, keep, steps)
             slot.busy = True
             a.pending[call] = slot
             self.running[call] = a
@@ -264,7 +280,7 @@ class FarmLoop:
             return
         wait = max(0.0, min(max_wait, min(a.deadline for a in self.running.values()) - time.time()))
         for call in self.pool.wait(list(self.running), wait):
-            a = self.running.pop(call, None)
+            a = self.running.get(call)
             if a is None:
                 continue    # its attempt already ended with another member's failure
             with self._isolated():
@@ -272,8 +288,10 @@ class FarmLoop:
         self._expire(time.time())
 
     def _collected(self, a: Attempt, call) -> None:
-        """One member's call returned: a result, or a failure that ends the attempt."""
+        """One member's call answered: a checkpoint (it goes on), its result, that it stopped as asked, or
+        a failure that ends the attempt."""
         slot = a.pending.pop(call)
+        self.running.pop(call)
         try:
             result = self.pool.result(call)
         except WorkerDied as e:
@@ -292,11 +310,19 @@ class FarmLoop:
             else:
                 self._failed(a, "error", str(e), culprit=slot)
         else:
+            if isinstance(result, Checkpointed):   # the call goes on rendering
+                a.pending[call], self.running[call] = slot, a
+                self.preemption.checkpointed(a, result)
+                return
             slot.busy = False   # a gang member is free once its share is done; rank 0 encodes
             slot.resident = set(result.resident)
             if isinstance(result, SegmentResult):
                 a.result = result
-            if not a.pending:
+            elif isinstance(result, StoppedAt):
+                a.stopped = result.step if a.stopped is None else min(a.stopped, result.step)
+            if not a.pending and a.result is None and a.stopped is not None:
+                a.job.end_attempt(a.seg, a.n, "preempted", self.preemption.stopped(a))
+            elif not a.pending:
                 self._publish(a)
 
     def _orphans(self) -> None:
@@ -364,16 +390,5 @@ class FarmLoop:
                 logger.error("%s: %s", job.id, error)
         job.finish(episode, error)
         job.close()
-        self._trim_cache()
-
-    def _trim_cache(self) -> None:
-        """The cache's automatic cap (oldest entries first), after each job; it never fails a render."""
-        if self.cache is None:
-            return
-        try:
-            removed = self.cache.prune(default_cache_cap())
-        except (OSError, ValueError) as e:
-            logger.warning("segment cache %s not trimmed: %s", self.cache.root, e)
-            return
-        if removed:
-            logger.info("segment cache %s: %d oldest segments removed to stay under its cap", self.cache.root, removed)
+        if self.cache is not None:
+            trim_to_cap(self.cache)

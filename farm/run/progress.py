@@ -96,6 +96,10 @@ class JobProgress:
             self._line(f"{seg.id}: done ({count}/{len(self.job.items)}, ETA {clock(self.eta())})")
 
     def _retrying(self, seg: Segment, why: str | None) -> None:
+        if why == "preempted":   # stopped for urgent work: not a failure, it goes on from its checkpoint
+            self.progress.update(self.shots[seg.shot], state="[cyan]preempted")
+            self._line(f"{seg.id}: stopped for more urgent work; it goes on from its checkpoint")
+            return
         self.progress.update(self.shots[seg.shot], state=f"[yellow]retry ({why})")
         self._line(f"{seg.id}: attempt failed ({why})")
 

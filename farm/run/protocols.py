@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from farm.job.cache import SegmentCache
+from farm.job.checkpoints import Checkpoints
 from farm.job.folder import JobFolder
 from farm.job.job import JobObserver
 from farm.job.results import SegmentResult
@@ -24,6 +25,7 @@ class RunnableJob(Protocol):
     out: Path
     stages: tuple[Stage, ...]
     items: tuple[Segment | Stage, ...]       # the work: segments, then delivery stages
+    checkpoints: Checkpoints                 # its segments' step checkpoints (kept, handed to the next attempt)
 
     # asked
     @property

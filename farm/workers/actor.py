@@ -1,7 +1,11 @@
 """The GPU worker actor: one per GPU, keeps its engines loaded across segments (`engines.py`).
 
 A worker gets a segment plus the bytes of its input pictures and returns a `SegmentResult`: the
-encoded segment and its last frame (lossless PNG, for continuity). It also runs the delivery stages
+encoded segment and its last frame (lossless PNG, for continuity). A render is a streaming call: it
+yields a `Checkpointed` each time its step control (`control.py`) takes a checkpoint, then the result,
+or `StoppedAt` when it was asked to stop (`stop`, served at once by the actor's `control` concurrency
+group while the render runs: the engine runs in a thread of the actor, the call drains its messages).
+It also runs the delivery stages
 that need a GPU (upscaling with a net, `farm/stages/work.py`), keeping the nets loaded; CPU stages
 run as plain Ray tasks (`cpu_stage`). It never touches the output
 folder: the driver publishes, so workers need no shared filesystem with the driver.
@@ -10,7 +14,9 @@ from __future__ import annotations
 
 import gc
 import os
+import queue
 import socket
+import threading
 import time
 
 import numpy as np
@@ -21,7 +27,9 @@ from engine.memory.plan import DoesNotFit, Residency, Work, residency
 from engine.parallel.layout import cfg_halves
 from engine.qc import flicker
 from engine.registry import check, create
-from farm.job.results import SegmentResult, ShareDone
+from engine.steps import Stopped
+from farm.job.checkpoints import StepOrder
+from farm.job.results import Checkpointed, SegmentResult, ShareDone, StoppedAt
 from farm.media.decode import read_png
 from farm.media.encode import encode_mp4_bytes, png_bytes
 from farm.stages.stage import Stage
@@ -31,6 +39,7 @@ from storyboard.errors import InputError
 from storyboard.plan import ImageRef, Segment
 from storyboard.presets import Preset
 
+from .control import WorkerControl, chaos_exit_step
 from .engines import (
     EngineCache,
     OutOfMemory,
@@ -40,10 +49,12 @@ from .engines import (
 )
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, concurrency_groups={"control": 1})
 class SegmentWorker:
-    def __init__(self, name: str, threads: int | None = None):
+    def __init__(self, name: str, threads: int | None = None, env: dict[str, str] | None = None):
         self.name = name
+        os.environ.update(env or {})   # the driver's test hooks (SAKUGA_CHAOS_*, control.py)
+        self.stop_token: str | None = None   # the render asked to stop at its next step boundary
         if threads:   # logical GPUs on a CPU machine share its cores
             import torch
 
@@ -79,11 +90,45 @@ class SegmentWorker:
         todo = [(c, sha, read_png(data)) for c, sha, data in wanted if (c, sha, engine.encoder_id) not in known]
         return engine.encoder_id, CharacterBank(engine.encode_characters(todo))
 
+    @ray.method(concurrency_group="control")
+    def stop(self, token: str) -> None:
+        """Ask render `token` to stop at its next step boundary (it checkpoints there, then StoppedAt)."""
+        self.stop_token = token
+
+    @ray.method(num_returns="streaming")
     def render(self, preset: Preset, segment: Segment, images: dict[ImageRef, bytes],
                bank: CharacterBank | None = None, offload: bool = False, gang: GangSpec | None = None,
-               keep_latents: bool = False) -> SegmentResult | ShareDone:
+               keep_latents: bool = False, steps: StepOrder | None = None, resume: bytes | None = None,
+               token: str = ""):
         """Render `segment` alone, or as one member of `gang` (every member gets the same call; rank 0
-        returns the segment, the others only that their share is done)."""
+        returns the segment, the others only that their share is done), starting from the checkpoint
+        `resume` when there is one. Yields each checkpoint rank 0 takes, then the result or StoppedAt."""
+        messages: queue.SimpleQueue = queue.SimpleQueue()
+        control = None if steps is None else WorkerControl(
+            steps, resume, gang.rank if gang else 0, messages.put, lambda: self.stop_token == token)
+
+        def work() -> None:
+            try:
+                messages.put(self._render(preset, segment, images, bank, offload, gang, keep_latents, control))
+            except BaseException as e:   # noqa: BLE001 - raised again in the call, where Ray reports it
+                messages.put(_Raised(e))
+
+        threading.Thread(target=work, name=f"render {segment.id}", daemon=True).start()
+        exit_after = chaos_exit_step()
+        while True:
+            message = messages.get()
+            if isinstance(message, _Raised):
+                raise message.error
+            yield message
+            if not isinstance(message, Checkpointed):
+                return
+            if exit_after is not None and message.step == exit_after:
+                time.sleep(0.5)   # test hook (control.py): Ray has reported the checkpoint; now die
+                os._exit(1)
+
+    def _render(self, preset: Preset, segment: Segment, images: dict[ImageRef, bytes], bank: CharacterBank | None,
+                offload: bool, gang: GangSpec | None, keep_latents: bool,
+                control: WorkerControl | None) -> SegmentResult | ShareDone | StoppedAt:
         started = time.time()
         ranks = gang.world if gang else 1
         try:
@@ -94,7 +139,11 @@ class SegmentWorker:
             if bank is not None:
                 engine.use_bank(bank)
             pictures = {ref: read_png(data) for ref, data in images.items()}
-            rendered = engine.render(segment, pictures, ranks=ranks)
+            rendered = engine.render(segment, pictures, ranks=ranks, control=control)
+        except Stopped as e:    # asked to stop: the state where it stopped is the checkpoint to go on from
+            if control is not None:
+                control.shipped(e.state)
+            return StoppedAt(e.step, self.name, tuple(self.engines.resident()))
         except oom_errors() as e:
             gc.collect()
             release_accelerator_memory()
@@ -108,7 +157,7 @@ class SegmentWorker:
             raise RuntimeError(f"engine {preset.engine} returned frames of shape {frames.shape} "
                                f"({frames.dtype}) for segment {segment.id}")
         rendered_at = time.time()
-        metrics = {"flicker": flicker(frames), **rendered.metrics}
+        metrics = {"flicker": flicker(frames), **rendered.metrics, **(control.metrics() if control else {})}
         mp4 = encode_mp4_bytes(frames, segment.fps, segment.width, segment.height)
         latents = rendered.latents if keep_latents else None
         return SegmentResult(mp4, png_bytes(rendered.last_frame), metrics, started, rendered_at - started,
@@ -157,6 +206,13 @@ class SegmentWorker:
         enable(transformer, Layout(ulysses, ring, uneven), backend)
         out = forward(transformer, inputs)
         return out.numpy() if gang.rank == 0 else None
+
+
+class _Raised:
+    """An exception of the render thread, carried to the call that raises it again."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
 @ray.remote(num_cpus=1, max_retries=0)

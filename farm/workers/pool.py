@@ -13,6 +13,7 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -21,9 +22,11 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from engine.bank import CharacterBank
-from farm.job.results import SegmentResult, ShareDone
+from farm.job.checkpoints import StepOrder
+from farm.job.results import Checkpointed, SegmentResult, ShareDone, StoppedAt
 
 from .actor import SegmentWorker, cpu_stage
+from .control import CHAOS_PREFIX
 from .engines import OutOfMemory
 from .gang import GangSpec, specs
 from .slots import Slot, WorkerDied, WorkerFailed
@@ -53,6 +56,7 @@ class WorkerPool:
         self.node_ids: list[str] = []
         self.groups: list = []
         self.pending: dict[str, tuple] = {}    # joining nodes: (placement group, GPUs, its ready() ref)
+        self.streams: dict[ray.ObjectRefGenerator, tuple[Slot, str]] = {}   # render calls running: slot, token
         per_node = []                      # (node id, GPUs taken there), until `gpus` are taken
         for node_id, count in gpu_nodes():
             take = min(count, gpus - sum(n for _, n in per_node))
@@ -125,7 +129,7 @@ class WorkerPool:
         slot.actor = SegmentWorker.options(
             num_gpus=1, name=f"sakuga-{self.token}-{self.generation}", namespace="sakuga",
             scheduling_strategy=PlacementGroupSchedulingStrategy(slot.group, placement_group_bundle_index=slot.gpu),
-        ).remote(slot.name, threads=self.threads)
+        ).remote(slot.name, threads=self.threads, env={k: v for k, v in os.environ.items() if k.startswith(CHAOS_PREFIX)})
         slot.resident = set()
         slot.gang = None
         slot.busy = False
@@ -142,6 +146,7 @@ class WorkerPool:
             ray.kill(slot.actor, no_restart=True)
         except Exception:   # noqa: BLE001 - already gone
             pass
+        self.streams = {call: held for call, held in self.streams.items() if held[0] is not slot}
         if slot not in self.slots:
             return
         if not self.node_alive(slot):
@@ -190,8 +195,21 @@ class WorkerPool:
         return ray.put(value)
 
     def render(self, slot: Slot, preset, seg, images, bank, offload: bool, gang: GangSpec | None,
-               keep_latents: bool = False) -> ray.ObjectRef:
-        return slot.actor.render.remote(preset, seg, images, bank, offload, gang, keep_latents)
+               keep_latents: bool = False, steps: StepOrder | None = None) -> ray.ObjectRefGenerator:
+        """A streaming call: `result` answers each checkpoint, then the result. The checkpoint to resume
+        goes as an argument of its own, so a shared copy (an ObjectRef) reaches the worker as bytes."""
+        token = secrets.token_hex(8)
+        resume = steps.resume if steps is not None else None
+        order = replace(steps, resume=None) if steps is not None else None
+        call = slot.actor.render.remote(preset, seg, images, bank, offload, gang, keep_latents, order, resume, token)
+        self.streams[call] = (slot, token)
+        return call
+
+    def stop(self, call: ray.ObjectRefGenerator) -> None:
+        """Ask a render to stop at its next step boundary; not waited for (it answers StoppedAt)."""
+        if call in self.streams:
+            slot, token = self.streams[call]
+            slot.actor.stop.remote(token)
 
     def stage(self, slot: Slot | None, stage, inputs) -> ray.ObjectRef:
         """A delivery stage on `slot`'s worker, or (None) as a CPU task anywhere in the cluster."""
@@ -209,13 +227,25 @@ class WorkerPool:
         done, _ = ray.wait(list(calls), num_returns=1, timeout=timeout)
         return done
 
-    def result(self, call: ray.ObjectRef) -> SegmentResult | ShareDone:
+    def result(self, call) -> Checkpointed | SegmentResult | ShareDone | StoppedAt:
+        """The call's next answer: a render's next checkpoint (it goes on), else its last answer."""
         try:
-            return ray.get(call)
+            if not isinstance(call, ray.ObjectRefGenerator):
+                return ray.get(call)
+            message = ray.get(next(call))
+        except StopIteration:
+            message = None
         except RayActorError as e:
+            self.streams.pop(call, None)
             raise WorkerDied(_last_line(e), node_lost=_node_died(e)) from None
         except RayTaskError as e:
+            self.streams.pop(call, None)
             raise WorkerFailed(_last_line(e), out_of_memory=isinstance(e.cause, OutOfMemory)) from None
+        if not isinstance(message, Checkpointed):
+            self.streams.pop(call, None)
+        if message is None:
+            raise WorkerFailed("the worker's render ended without a result")
+        return message
 
     def encode_bank(self, preset, wanted, have) -> tuple[str | None, CharacterBank] | None:
         """The character bank from the first worker; None when the model does not load there (its

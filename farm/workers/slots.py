@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.bank import CharacterBank
-from farm.job.results import SegmentResult, ShareDone
+from farm.job.checkpoints import StepOrder
+from farm.job.results import Checkpointed, SegmentResult, ShareDone, StoppedAt
 from farm.stages.stage import Stage
 from storyboard.plan import Segment
 from storyboard.presets import Preset
@@ -72,11 +73,14 @@ class Pool(Protocol):
     def replace(self, slot: Slot, why: str) -> None: ...
     def share(self, value: Any) -> Any: ...   # one copy for many calls (the object store)
     def render(self, slot: Slot, preset: Preset, seg: Segment, images: Any, bank: Any, offload: bool,
-               gang: GangSpec | None, keep_latents: bool) -> Call: ...
+               gang: GangSpec | None, keep_latents: bool, steps: StepOrder | None = None) -> Call: ...
+    def stop(self, call: Call) -> None: ...   # ask a render to stop at its next step boundary (StoppedAt)
     def stage(self, slot: Slot | None, stage: Stage, inputs: Any) -> Call: ...   # None: on a CPU lane
     def cancel(self, call: Call) -> None: ...   # a CPU lane's call past its deadline
     def wait(self, calls: Sequence[Call], timeout: float) -> list[Call]: ...
-    def result(self, call: Call) -> SegmentResult | ShareDone: ...   # WorkerDied / WorkerFailed
+    # a render call answers Checkpointed (and goes on) any number of times, then SegmentResult, ShareDone
+    # or StoppedAt; WorkerDied / WorkerFailed
+    def result(self, call: Call) -> Checkpointed | SegmentResult | ShareDone | StoppedAt: ...
     def encode_bank(self, preset: Preset, wanted: list[tuple[str, str, bytes]],
                     have: list[tuple[str, str, str]]) -> tuple[str | None, CharacterBank] | None: ...
     def refresh(self) -> None: ...   # nodes that joined get slots, nodes that left lose theirs

@@ -54,6 +54,7 @@ class FakeCall:
     rank: int
     offload: bool
     inputs: object = None       # a stage's input clips
+    steps: object = None        # a render's StepOrder (checkpoint policy, the checkpoint to resume)
 
 
 class FakePool:
@@ -68,6 +69,7 @@ class FakePool:
         self.on_event = lambda kind, detail, worker=None: None
         self.replaced: list[str] = []
         self.calls: list[FakeCall] = []
+        self.stops: list[FakeCall] = []
         self.shut = False
         self.tags = itertools.count()
         self.upscalers = Upscalers()
@@ -101,10 +103,13 @@ class FakePool:
     def share(self, value):
         return value
 
-    def render(self, slot, preset, seg, images, bank, offload, gang, keep_latents=False):
-        call = FakeCall(slot, seg, gang.rank if gang else 0, offload)
+    def render(self, slot, preset, seg, images, bank, offload, gang, keep_latents=False, steps=None):
+        call = FakeCall(slot, seg, gang.rank if gang else 0, offload, steps=steps)
         self.calls.append(call)
         return call
+
+    def stop(self, call):
+        self.stops.append(call)
 
     def stage(self, slot, stage, inputs):
         call = FakeCall(slot or Slot(0, 0, "cpu", name="cpu", cpu=True), stage, 0, False, inputs)

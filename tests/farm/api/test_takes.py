@@ -8,7 +8,7 @@ import pytest
 from farm.api.embedded import EmbeddedFarm
 from farm.api.protocol import JobRequest, UnknownJob
 from farm.job.folder import JobFolder
-from farm.job.ledger import Ledger
+from farm.job.ledger import VERSION, Ledger
 from farm.job.takes import recorded_takes
 from farm.media.decode import read_frames
 from storyboard.errors import InputError
@@ -127,4 +127,4 @@ def test_a_version_1_ledger_gains_the_takes_table(tmp_path):
         assert ledger.add_take("j", "s0", {"seed": 4}) == 3
         ledger.approve_take("j", "s0", 3)
         assert [(r["take"], r["approved"]) for r in ledger.takes("j")] == [(2, 0), (3, 1)]
-        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == VERSION
