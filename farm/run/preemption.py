@@ -27,6 +27,8 @@ from .protocols import RunnableJob
 
 logger = logging.getLogger(__name__)
 
+NEVER_AGAIN = 1 << 30   # `Task.preempted` of work that must not be stopped (a policy stops none past its cap)
+
 
 class Preemption:
     def __init__(self, pool: Pool, enabled: bool = True):
@@ -77,6 +79,8 @@ class Preemption:
         steps done then), ending by its estimate; one asked to stop ends at the first step boundary
         after it was asked (so the policy does not stop more work for the same GPUs)."""
         task = replace(a.job.task(a.seg, (a.degree,)), done=a.resumed)
+        if a.job.config.get("preempt") is False:   # may not be stopped: as one past the policy's aging cap
+            task = replace(task, preempted=NEVER_AGAIN)
         gpus = tuple(s.gpu for s in a.pending.values())
         if len(gpus) < a.degree:   # members done with their share: past its last step, rank 0 decodes
             task = replace(task, runtime={len(gpus): task.runtime[a.degree]}, done=task.steps)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from engine.wan import tiny
 from farm.job.job import Job
 from farm.job.ledger import Ledger
 from farm.media.decode import read_png
@@ -101,7 +102,9 @@ class Widen:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
+def models(tmp_path_factory, sakuga_cache) -> Path:
+    # built here once, before any worker starts: workers that all find it missing build it at once
+    tiny.ensure(sakuga_cache / "models" / "wan-tiny-v2")
     folder = tmp_path_factory.mktemp("models")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SAKUGA_MODELS", str(folder))
@@ -172,7 +175,7 @@ def test_an_urgent_job_on_a_busy_farm_starts_within_one_step_of_the_segment_it_d
     low = Job("night", low_plan, models / "night", priority=0)
     loop = FarmLoop(pool, deliver=lambda job: None, observers=())   # the default policy
     loop.add(low)
-    while min(low.checkpoints.step(s) for s in low_plan.segments) < 1:
+    while min(low.checkpoints.step(s) for s in low_plan.segments) < 1 and not low.ended:
         loop.step()
     reached = {s.id: low.checkpoints.step(s) for s in low_plan.segments}
     urgent = Job("urgent", urgent_plan, models / "urgent", priority=10)
