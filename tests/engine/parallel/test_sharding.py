@@ -31,7 +31,9 @@ def error_of(result: subprocess.CompletedProcess) -> float:
 
 # Ulysses alone at 4 (its all-to-alls at 2 are the same code with one peer less) and both; ring alone
 # is the next test's
-@pytest.mark.parametrize("world, ulysses, ring", [(4, 2, 2), (4, 4, 1)])
+# a hybrid gang of 4 (Ulysses across 2, ring across 2) covers both collectives at once; pure
+# Ulysses and pure ring are covered at world 2 below (a gang of 4 costs ~45 s on 2 cores)
+@pytest.mark.parametrize("world, ulysses, ring", [(4, 2, 2)])
 def test_a_sharded_transformer_matches_one_process(world, ulysses, ring):
     result = selftest("--world", str(world), "--ulysses", str(ulysses), "--ring", str(ring))
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
