@@ -53,7 +53,6 @@ class StepState:
         header = json.dumps({"format": FORMAT, "version": VERSION, "key": self.key, "step": self.step,
                              "steps": self.steps, "scheduler": layout, "generator": self.generator is not None},
                             sort_keys=True)
-        # in name order: the same state always gives the same bytes, whatever order its dict was built in
         tensors = {k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}
         return save(tensors, metadata={"sakuga": header, "sha256": _digest(header, tensors)})
 
