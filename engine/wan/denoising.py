@@ -27,6 +27,18 @@ logger = logging.getLogger(__name__)
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (latents, timestep) -> noise prediction
 
 
+def begin_call(pipe, guidance_scale: float, guidance_scale_2: float | None, attention_kwargs: dict | None) -> float | None:
+    """What a Wan pipeline's `__call__` sets on itself before its loop (as diffusers' do); the low-noise
+    expert's guidance, which defaults to `guidance_scale` on a Wan2.2 pair."""
+    if pipe.config.boundary_ratio is not None and guidance_scale_2 is None:
+        guidance_scale_2 = guidance_scale
+    pipe._guidance_scale, pipe._guidance_scale_2 = guidance_scale, guidance_scale_2
+    pipe._attention_kwargs = attention_kwargs
+    pipe._current_timestep = None
+    pipe._interrupt = False
+    return guidance_scale_2
+
+
 def denoise_steps(pipe, latents: torch.Tensor, steps: int, predict: Predict, *, control: StepControl | None = None,
                   progress: Progress | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Run `pipe.scheduler` over `steps` steps from `latents` (or from `control.resume`), calling

@@ -19,7 +19,7 @@ from diffusers import WanImageToVideoPipeline
 
 from ..parallel import cfg
 from ..steps import StepControl
-from .denoising import denoise_steps
+from .denoising import begin_call, denoise_steps
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +48,7 @@ class KeyframePipeline(WanImageToVideoPipeline):
         # 1. Check inputs
         self.check_keyframe_inputs(latents, condition, prompt_embeds, negative_prompt_embeds, image_embeds,
                                    guidance_scale, guidance_scale_2)
-        if self.config.boundary_ratio is not None and guidance_scale_2 is None:
-            guidance_scale_2 = guidance_scale
-        self._guidance_scale, self._guidance_scale_2 = guidance_scale, guidance_scale_2
-        self._attention_kwargs = attention_kwargs
-        self._current_timestep = None
-        self._interrupt = False
+        guidance_scale_2 = begin_call(self, guidance_scale, guidance_scale_2, attention_kwargs)
         device = self._execution_device
 
         # 2. Prompt and image embeddings, in the transformer's dtype

@@ -15,7 +15,7 @@ from diffusers import WanPipeline
 
 from ..base import Progress
 from ..steps import StepControl
-from .denoising import denoise_steps
+from .denoising import begin_call, denoise_steps
 from .keyframe_pipeline import KeyframePipeline
 
 
@@ -38,12 +38,7 @@ class TextPipeline(WanPipeline):
             raise ValueError("guidance above 1 needs `negative_prompt_embeds`")
         if self.config.boundary_ratio is None and guidance_scale_2 is not None:
             raise ValueError("`guidance_scale_2` is only supported when the pipeline's `boundary_ratio` is not None")
-        if self.config.boundary_ratio is not None and guidance_scale_2 is None:
-            guidance_scale_2 = guidance_scale
-        self._guidance_scale, self._guidance_scale_2 = guidance_scale, guidance_scale_2
-        self._attention_kwargs = attention_kwargs
-        self._current_timestep = None
-        self._interrupt = False
+        guidance_scale_2 = begin_call(self, guidance_scale, guidance_scale_2, attention_kwargs)
 
         # 2. Prompt embeddings in the transformer's dtype, latents in float32 (as stock prepare_latents)
         transformer_dtype = self.transformer.dtype if self.transformer is not None else self.transformer_2.dtype
